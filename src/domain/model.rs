@@ -1,0 +1,421 @@
+//! Checked values and records. A value of these types has passed its rules once, at the
+//! boundary where it was parsed; the rest of the code never sees an unchecked string.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Why a value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+/// Longest book or user id, in characters.
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Ids are non-empty, at most 64 characters, and hold no control character or `/`, so that
+/// they are safe in a path segment and in a log line.
+fn parse_id(value: &str, what: &str) -> Result<String, InvalidValue> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(InvalidValue(format!(
+            "{what} must have 1 to {MAX_ID_CHARS} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_control() || c == '/') {
+        return Err(InvalidValue(format!(
+            "{what} must not contain control characters or '/'"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+                parse_id(value, $what).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Id of a book in the catalogue.
+    BookId,
+    "bookId"
+);
+id_type!(
+    /// Id of the user who buys.
+    UserId,
+    "userId"
+);
+
+/// Id of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderId(pub Uuid);
+
+impl OrderId {
+    /// A new id, time-ordered so that ids sort roughly by creation.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A client's idempotency key: printable ASCII, 1 to 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+/// Namespace of the order ids derived from idempotency keys.
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_62a4_8f0b_4f7e_9a51_0d3c_7b2e_91f4);
+
+impl IdempotencyKey {
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        if value.is_empty()
+            || value.len() > 128
+            || !value.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(InvalidValue(
+                "Idempotency-Key must have 1 to 128 printable ASCII characters".to_owned(),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The order id a key stands for. Deriving it, instead of storing a key table, makes the
+    /// Storage Service's create-once-per-id rule the idempotency guarantee: the same key always
+    /// names the same order, on every replica.
+    pub fn order_id(&self) -> OrderId {
+        OrderId(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, self.0.as_bytes()))
+    }
+}
+
+/// Number of copies in one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// At most 1000 copies in one order: far above any real purchase, and it keeps every
+    /// total far inside 64 bits.
+    pub const MAX: u32 = 1000;
+
+    pub fn new(value: i64) -> Result<Self, InvalidValue> {
+        match u32::try_from(value) {
+            Ok(value) if (1..=Self::MAX).contains(&value) => Ok(Self(value)),
+            _ => Err(InvalidValue(format!(
+                "quantity must be between 1 and {}",
+                Self::MAX
+            ))),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Copies of a book in stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stock(i64);
+
+impl Stock {
+    pub const MAX: i64 = 1_000_000_000;
+
+    pub fn new(value: i64) -> Result<Self, InvalidValue> {
+        if (0..=Self::MAX).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(InvalidValue(format!(
+                "stock must be between 0 and {}",
+                Self::MAX
+            )))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// An amount in minor units of its currency (cents), never a binary fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Money(i64);
+
+impl Money {
+    pub const MAX: i64 = 100_000_000_000;
+
+    pub fn new(minor_units: i64) -> Result<Self, InvalidValue> {
+        if (0..=Self::MAX).contains(&minor_units) {
+            Ok(Self(minor_units))
+        } else {
+            Err(InvalidValue(format!(
+                "an amount must be between 0 and {} minor units",
+                Self::MAX
+            )))
+        }
+    }
+
+    pub fn minor_units(self) -> i64 {
+        self.0
+    }
+
+    /// The price of `quantity` copies. Cannot overflow: both factors are bounded.
+    pub fn times(self, quantity: Quantity) -> Money {
+        Money(self.0 * i64::from(quantity.get()))
+    }
+}
+
+/// An ISO 4217 currency code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Currency(String);
+
+impl Currency {
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidValue(
+                "currency must be three upper-case letters (ISO 4217)".to_owned(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where an order stands. Only `Pending` moves; the other three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            "confirmed" => Ok(Self::Confirmed),
+            "rejected" => Ok(Self::Rejected),
+            "failed" => Ok(Self::Failed),
+            other => Err(InvalidValue(format!("unknown order status {other:?}"))),
+        }
+    }
+
+    /// Whether an order may move from `self` to `to`.
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        self == Self::Pending && to != Self::Pending
+    }
+}
+
+/// A book, its price and its stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Book {
+    pub id: BookId,
+    pub details: BookDetails,
+}
+
+/// What can be set on a book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookDetails {
+    pub title: String,
+    pub author: String,
+    pub price: Money,
+    pub currency: Currency,
+    pub stock: Stock,
+}
+
+/// An order to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub id: OrderId,
+    pub book_id: BookId,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+}
+
+/// A recorded order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub book_id: BookId,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+    pub stock_held: bool,
+    pub unit_price: Money,
+    pub total_price: Money,
+    pub currency: Currency,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// Whether `new` asks for the same order as this record.
+    pub fn matches(&self, new: &NewOrder) -> bool {
+        self.id == new.id
+            && self.book_id == new.book_id
+            && self.user_id == new.user_id
+            && self.quantity == new.quantity
+    }
+}
+
+/// The result of recording an order: the record, and whether this call created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub order: Order,
+    pub created: bool,
+}
+
+/// A compare-and-set status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    pub reason: Option<String>,
+}
+
+/// Whether an order holds its stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocationState {
+    Held,
+    Returned,
+}
+
+/// The stock an order took, and the book's stock after the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockAllocation {
+    pub order_id: OrderId,
+    pub book_id: BookId,
+    pub quantity: Quantity,
+    pub state: AllocationState,
+    pub book_stock: Stock,
+}
+
+/// Size of a page of orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    pub const MAX: u32 = 100;
+    pub const DEFAULT: PageLimit = PageLimit(20);
+
+    pub fn new(value: i64) -> Result<Self, InvalidValue> {
+        match u32::try_from(value) {
+            Ok(value) if (1..=Self::MAX).contains(&value) => Ok(Self(value)),
+            _ => Err(InvalidValue(format!(
+                "limit must be between 1 and {}",
+                Self::MAX
+            ))),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// An opaque position in a list of orders, issued by the storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+/// What to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub user_id: UserId,
+    pub status: Option<OrderStatus>,
+    pub limit: PageLimit,
+    pub cursor: Option<Cursor>,
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<Cursor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_refuse_empty_long_slash_and_control_characters() {
+        assert!(BookId::parse("").is_err());
+        assert!(BookId::parse(&"x".repeat(65)).is_err());
+        assert!(BookId::parse("a/b").is_err());
+        assert!(BookId::parse("a\u{7}b").is_err());
+        assert!(BookId::parse("a\u{85}b").is_err());
+        assert_eq!(
+            BookId::parse(&"é".repeat(64))
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            64
+        );
+    }
+
+    #[test]
+    fn quantity_accepts_1_to_1000_only() {
+        assert!(Quantity::new(0).is_err());
+        assert!(Quantity::new(-1).is_err());
+        assert!(Quantity::new(1001).is_err());
+        assert_eq!(Quantity::new(1000).unwrap().get(), 1000);
+    }
+
+    #[test]
+    fn the_same_idempotency_key_always_names_the_same_order() {
+        let key = IdempotencyKey::parse("retry-me").unwrap();
+        assert_eq!(
+            key.order_id(),
+            IdempotencyKey::parse("retry-me").unwrap().order_id()
+        );
+        assert_ne!(
+            key.order_id(),
+            IdempotencyKey::parse("other").unwrap().order_id()
+        );
+        assert!(IdempotencyKey::parse("has space").is_err());
+    }
+
+    #[test]
+    fn only_pending_orders_change_status() {
+        assert!(OrderStatus::Pending.can_become(OrderStatus::Confirmed));
+        assert!(!OrderStatus::Pending.can_become(OrderStatus::Pending));
+        assert!(!OrderStatus::Confirmed.can_become(OrderStatus::Failed));
+    }
+}

@@ -1,0 +1,1 @@
+//! The flow that places an order.

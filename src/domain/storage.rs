@@ -1,0 +1,92 @@
+//! The storage port: what the order flow needs from the Storage Service. Two adapters
+//! implement it, the embedded SQLite store and the HTTP client of a remote Storage Service.
+
+use std::future::Future;
+
+use super::model::{
+    Book, BookDetails, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange,
+    Stock, StockAllocation,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every way a storage call can fail, classified once so that callers decide by kind:
+/// not found, conflict, retryable (`Unavailable`) or permanent (`Failed`).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found")]
+    NotFound,
+    #[error("the book does not exist")]
+    UnknownBook,
+    #[error("not enough stock: {available} available")]
+    OutOfStock { available: i64 },
+    /// The change contradicts the stored state: another order under the same id, a status
+    /// that is not the expected one, stock already given back.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the cursor is not one this storage issued")]
+    InvalidCursor,
+    /// A request the storage refused as malformed or not allowed.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Transient: the storage did not answer, or answered that it is overloaded or down.
+    /// Safe to retry, since every operation of the port is idempotent.
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Permanent and unexpected: a bug, a corrupt record, an answer that breaks the contract.
+    #[error("storage failed")]
+    Failed(#[source] BoxError),
+}
+
+impl StorageError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The operations of `openapi/storage-service.yaml`, over domain types.
+pub trait Storage: Send + Sync + 'static {
+    /// Records a pending order at the book's current price; idempotent per order id.
+    fn create_order(
+        &self,
+        order: &NewOrder,
+    ) -> impl Future<Output = StorageResult<Recorded>> + Send;
+    fn order(&self, id: OrderId) -> impl Future<Output = StorageResult<Order>> + Send;
+    /// Orders newest first, by creation; a cursor stays stable while orders are added.
+    fn orders(&self, query: &OrderQuery)
+    -> impl Future<Output = StorageResult<Page<Order>>> + Send;
+    /// Moves an order only if it is in `change.from`.
+    fn change_status(
+        &self,
+        id: OrderId,
+        change: &StatusChange,
+    ) -> impl Future<Output = StorageResult<Order>> + Send;
+    /// Takes the order's stock atomically, never below zero, at most once.
+    fn take_stock(
+        &self,
+        id: OrderId,
+    ) -> impl Future<Output = StorageResult<StockAllocation>> + Send;
+    /// Gives the order's stock back, at most once, and closes its allocation.
+    fn return_stock(
+        &self,
+        id: OrderId,
+    ) -> impl Future<Output = StorageResult<StockAllocation>> + Send;
+    fn book(&self, id: &BookId) -> impl Future<Output = StorageResult<Book>> + Send;
+    fn books(&self) -> impl Future<Output = StorageResult<Vec<Book>>> + Send;
+    fn put_book(&self, book: &Book) -> impl Future<Output = StorageResult<Book>> + Send;
+    fn set_stock(
+        &self,
+        id: &BookId,
+        stock: Stock,
+    ) -> impl Future<Output = StorageResult<Book>> + Send;
+    /// Answers when the storage can serve requests.
+    fn ping(&self) -> impl Future<Output = StorageResult<()>> + Send;
+}
+
+impl BookDetails {
+    pub fn with_id(self, id: BookId) -> Book {
+        Book { id, details: self }
+    }
+}

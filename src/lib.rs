@@ -1,0 +1,6 @@
+//! The Order Processor: takes purchases from the Books Service, records them in the Storage
+//! Service and takes the stock.
+
+pub mod domain;
+pub mod generated;
+pub mod http;
