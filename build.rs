@@ -146,13 +146,35 @@ fn generate_server(spec: &OpenAPI) -> Result<TokenStream> {
     let examples = &generator.examples;
     let service = generator.service();
     Ok(quote! {
-        use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, payload::Json, types::ParseFromJSON};
+        use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, payload::Json, types::{ParseError, ParseFromJSON}};
 
         /// Implemented by the error body of the operations, to answer a request that
         /// could not be parsed (malformed JSON, a broken constraint, a wrong content type)
-        /// in the documented shape.
+        /// in the documented shape. poem names path parameters `param0`, `param1`... in
+        /// their order in the path; `path_params` holds their names in the spec.
         pub trait FromRequestError {
-            fn from_request_error(err: poem::Error) -> Self;
+            fn from_request_error(err: poem::Error, path_params: &[&str]) -> Self;
+        }
+
+        /// Parses one field of an object, naming the field in the error: poem-openapi's own
+        /// message says which type it expected but not where.
+        fn parse_field<T: ParseFromJSON>(name: &str, value: Option<serde_json::Value>) -> Result<T, ParseError<T>> {
+            let missing = value.as_ref().is_none_or(serde_json::Value::is_null);
+            // poem-openapi reads a number as a string; the schema says a string.
+            if let (Some(value), poem_openapi::registry::MetaSchemaRef::Inline(schema)) = (&value, T::schema_ref())
+                && schema.ty == "string"
+                && !value.is_string()
+                && !value.is_null()
+            {
+                return Err(ParseError::custom(format!("field `{name}` must be a string")));
+            }
+            T::parse_from_json(value).map_err(|err| {
+                if missing {
+                    ParseError::custom(format!("field `{name}` is required"))
+                } else {
+                    ParseError::custom(format!("field `{name}` {}", err.into_message()))
+                }
+            })
         }
 
         /// Parses an example of the spec. Examples are only built when the document is
@@ -247,9 +269,6 @@ impl Generator<'_> {
             let ReferenceOr::Item(schema) = schema else {
                 return unsupported(&pointer, "a component schema must not be a reference");
             };
-            if !schema.schema_data.title.is_none() {
-                return unsupported(&pointer, "`title` is not supported: the name is the title");
-            }
             match &schema.schema_kind {
                 SchemaKind::Type(Type::Object(_)) => {
                     items.push(self.object(name, schema, &pointer)?)
@@ -313,6 +332,7 @@ impl Generator<'_> {
             }
         }
         let mut fields = Vec::new();
+        let mut field_parsers = Vec::new();
         for (property, property_schema) in &object.properties {
             let field_pointer = format!("{pointer}/properties/{}", escape_pointer(property));
             let property_schema = unbox(property_schema);
@@ -325,13 +345,21 @@ impl Generator<'_> {
             let doc = doc(own_description.or(rust.description).as_deref());
             let validators = validator_attr(&rust.validators);
             let ty = rust.ty;
-            fields.push(if object.required.contains(property) {
-                quote!(#doc #[oai(rename = #property #validators)] pub #field: #ty)
+            let (ty, skip_none) = if object.required.contains(property) {
+                (ty, quote!())
             } else {
-                quote! {
-                    #doc
-                    #[oai(rename = #property, skip_serializing_if_is_none #validators)]
-                    pub #field: Option<#ty>
+                (quote!(Option<#ty>), quote!(, skip_serializing_if_is_none))
+            };
+            let parser = format_ident!("parse_{}_{}", name.to_snake_case(), field);
+            let parser_name = parser.to_string();
+            fields.push(quote! {
+                #doc
+                #[oai(rename = #property, deserialize_with = #parser_name #skip_none #validators)]
+                pub #field: #ty
+            });
+            field_parsers.push(quote! {
+                fn #parser(value: Option<serde_json::Value>) -> Result<#ty, ParseError<#ty>> {
+                    parse_field(#property, value)
                 }
             });
         }
@@ -359,6 +387,7 @@ impl Generator<'_> {
             #[oai(rename = #name #example_flag)]
             pub struct #ident { #(#fields),* }
             #example_impl
+            #(#field_parsers)*
         })
     }
 
@@ -606,6 +635,7 @@ impl Generator<'_> {
 
         let responses = self.responses(
             &response_ident,
+            path,
             operation_id,
             operation,
             !params.is_empty(),
@@ -785,6 +815,7 @@ impl Generator<'_> {
     fn responses(
         &mut self,
         response_ident: &Ident,
+        path: &str,
         operation_id: &str,
         operation: &Operation,
         parses_request: bool,
@@ -844,14 +875,25 @@ impl Generator<'_> {
                 .iter()
                 .filter(|(code, _, ty)| PARSE_FAILURE_STATUSES.contains(code) && ty.to_string() == problem.to_string())
                 .map(|(code, variant, _)| {
-                    quote!(#code => #response_ident::#variant(Json(#problem::from_request_error(err))),)
+                    quote!(#code => #response_ident::#variant(Json(#problem::from_request_error(err, PATH_PARAMS))),)
                 });
-            handler = quote! {
-                fn #handler_ident(err: poem::Error) -> #response_ident {
+            let arms: Vec<_> = arms.collect();
+            let bad_request = quote!(#response_ident::#bad_request_variant(Json(#problem::from_request_error(err, PATH_PARAMS))));
+            let path_params = path_parameters(path);
+            let body = if arms.is_empty() {
+                bad_request
+            } else {
+                quote! {
                     match err.status().as_u16() {
                         #(#arms)*
-                        _ => #response_ident::#bad_request_variant(Json(#problem::from_request_error(err))),
+                        _ => #bad_request,
                     }
+                }
+            };
+            handler = quote! {
+                fn #handler_ident(err: poem::Error) -> #response_ident {
+                    const PATH_PARAMS: &[&str] = &[#(#path_params),*];
+                    #body
                 }
             };
         } else {
@@ -883,6 +925,12 @@ impl Generator<'_> {
                 );
             }
             let rust = self.rust_type(schema, &format!("{header_pointer}/schema"))?;
+            if !rust.validators.is_empty() {
+                return unsupported(
+                    &header_pointer,
+                    "poem-openapi cannot declare constraints on response headers",
+                );
+            }
             let ty = rust.ty;
             let ty = if header.required {
                 ty
@@ -906,6 +954,13 @@ struct GeneratedParameter {
     api_arg: TokenStream,
     trait_arg: TokenStream,
     call_arg: TokenStream,
+}
+
+/// The names of the variables of a path template, in order.
+fn path_parameters(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
 }
 
 fn response_has_only_body(response: &Response) -> bool {

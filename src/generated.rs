@@ -7,6 +7,7 @@ pub mod order_processor {
         include!(concat!(env!("OUT_DIR"), "/order_processor_server.rs"));
     }
     /// A progenitor client of this service, as the Books Service would call it.
+    #[allow(clippy::all)]
     pub mod client {
         include!(concat!(env!("OUT_DIR"), "/order_processor_client.rs"));
     }
@@ -19,6 +20,7 @@ pub mod storage_service {
         include!(concat!(env!("OUT_DIR"), "/storage_service_server.rs"));
     }
     /// The progenitor client that the HTTP storage adapter uses.
+    #[allow(clippy::all)]
     pub mod client {
         include!(concat!(env!("OUT_DIR"), "/storage_service_client.rs"));
     }

@@ -1,6 +1,10 @@
 //! The Order Processor: takes purchases from the Books Service, records them in the Storage
 //! Service and takes the stock.
 
+pub mod config;
 pub mod domain;
 pub mod generated;
 pub mod http;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

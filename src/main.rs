@@ -1,1 +1,24 @@
-fn main() {}
+//! The Order Processor binary: reads its configuration, then serves until SIGTERM.
+
+use std::process::ExitCode;
+
+use order_processor::{config::Config, http::server::shutdown_signal, startup, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("order-processor: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(config.log_format);
+    match startup::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            startup::report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

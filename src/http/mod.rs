@@ -1,4 +1,11 @@
 //! The HTTP layer: the generated server interfaces, the handlers that implement them, and
 //! what every response shares (Problem errors, request ids, access logs, body limit).
 
+pub mod orders_api;
 pub mod problem;
+pub mod server;
+pub mod storage_api;
+
+/// What a 503 asks the caller to wait, in seconds: long enough for a restarting Storage
+/// Service, short enough for a purchase to go through soon after.
+pub const RETRY_AFTER_SECONDS: i32 = 2;

@@ -71,22 +71,24 @@ impl Problem {
 
     /// The problem of a request that poem could not parse. Poem's message names the field
     /// and the broken constraint; it never holds the offending value itself.
-    pub fn from_request_error(err: &poem::Error) -> Self {
+    pub fn from_request_error(err: &poem::Error, path_params: &[&str]) -> Self {
         if let Some(err) = err.downcast_ref::<ParseParamError>() {
-            return Self::invalid_field(&err.name, err.reason.clone());
+            let name = path_param_name(err.name, path_params).unwrap_or(err.name);
+            return Self::invalid_field(name, err.reason.clone());
         }
         if let Some(err) = err.downcast_ref::<ParsePathError>() {
-            return Self::invalid_field(&err.name, err.reason.clone());
+            let name = path_param_name(err.name, path_params).unwrap_or(err.name);
+            return Self::invalid_field(name, err.reason.clone());
         }
         if let Some(err) = err.downcast_ref::<ParseRequestPayloadError>() {
             let mut problem = Self::new(
                 INVALID_REQUEST,
                 format!("the body is invalid: {}", err.reason),
             );
-            if let Some(field) = field_of_payload_error(&err.reason) {
+            if let Some((field, message)) = field_of_payload_error(&err.reason) {
                 problem
                     .field_errors
-                    .push((format!("/{field}"), err.reason.clone()));
+                    .push((format!("/{field}"), message.to_owned()));
             }
             return problem;
         }
@@ -107,10 +109,21 @@ impl Problem {
     }
 }
 
-/// The field that poem-openapi names in a payload error (`... field `quantity` ...`).
-fn field_of_payload_error(reason: &str) -> Option<&str> {
+/// The field that poem-openapi names in a payload error, and what it says of it:
+/// `failed to parse "Order": field `quantity` verification failed. minimum(1, ...)`.
+fn field_of_payload_error(reason: &str) -> Option<(&str, &str)> {
     let (_, rest) = reason.split_once("field `")?;
-    rest.split_once('`').map(|(field, _)| field)
+    let (field, message) = rest.split_once('`')?;
+    let message = message
+        .split_once(" (occurred while parsing")
+        .map_or(message, |(message, _)| message);
+    Some((field, message.trim()))
+}
+
+/// The spec's name of a path parameter that poem calls `param<N>`.
+fn path_param_name<'a>(poem_name: &str, path_params: &[&'a str]) -> Option<&'a str> {
+    let index: usize = poem_name.strip_prefix("param")?.parse().ok()?;
+    path_params.get(index).copied()
 }
 
 impl From<Problem> for api::Problem {
@@ -162,13 +175,13 @@ fn field_errors<T>(
 }
 
 impl api::FromRequestError for api::Problem {
-    fn from_request_error(err: poem::Error) -> Self {
-        Problem::from_request_error(&err).into()
+    fn from_request_error(err: poem::Error, path_params: &[&str]) -> Self {
+        Problem::from_request_error(&err, path_params).into()
     }
 }
 
 impl storage_api::FromRequestError for storage_api::Problem {
-    fn from_request_error(err: poem::Error) -> Self {
-        Problem::from_request_error(&err).into()
+    fn from_request_error(err: poem::Error, path_params: &[&str]) -> Self {
+        Problem::from_request_error(&err, path_params).into()
     }
 }

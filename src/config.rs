@@ -1,0 +1,152 @@
+//! Configuration from the environment, as the seed names it. A bad value stops startup with
+//! a one-line message that names the variable.
+
+use std::path::PathBuf;
+
+use crate::telemetry::LogFormat;
+
+/// Where orders are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// A Storage Service at this base URL (`STORAGE_SERVICE_URL`).
+    Remote(String),
+    /// The embedded SQLite store in this directory (`DATA_DIR`), used when no URL is set.
+    Embedded(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub port: u16,
+    pub storage: StorageConfig,
+    pub log_format: LogFormat,
+}
+
+/// A variable with a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+pub const DEFAULT_PORT: u16 = 8082;
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so that tests need not touch the process
+    /// environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let port = match lookup("SERVER_PORT") {
+            Some(value) => parse_port("SERVER_PORT", &value)?,
+            None => DEFAULT_PORT,
+        };
+        let storage = match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
+            Some(url) => StorageConfig::Remote(parse_url("STORAGE_SERVICE_URL", &url)?),
+            None => StorageConfig::Embedded(
+                lookup("DATA_DIR").map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from),
+            ),
+        };
+        let log_format = match lookup("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LOG_FORMAT",
+                    value: other.to_owned(),
+                    reason: "expected `text` or `json`".to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            port,
+            storage,
+            log_format,
+        })
+    }
+}
+
+pub fn parse_port(variable: &'static str, value: &str) -> Result<u16, ConfigError> {
+    value.parse::<u16>().map_err(|_| ConfigError {
+        variable,
+        value: value.to_owned(),
+        reason: "expected a port number from 0 to 65535".to_owned(),
+    })
+}
+
+fn parse_url(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+    let error = |reason: &str| ConfigError {
+        variable,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = reqwest::Url::parse(value).map_err(|err| error(&err.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(error("expected an http:// or https:// URL with a host"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_to_port_8082_on_the_embedded_store() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.port, 8082);
+        assert_eq!(
+            config.storage,
+            StorageConfig::Embedded(PathBuf::from("data"))
+        );
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_storage_url_selects_the_remote_storage() {
+        let config = config(&[("STORAGE_SERVICE_URL", "http://storage:8083/")]).unwrap();
+        assert_eq!(
+            config.storage,
+            StorageConfig::Remote("http://storage:8083".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_non_numeric_port_is_refused_with_the_variable_named() {
+        let err = config(&[("SERVER_PORT", "eighty")]).unwrap_err();
+        assert_eq!(err.variable, "SERVER_PORT");
+        assert!(
+            err.to_string()
+                .starts_with("invalid SERVER_PORT=\"eighty\"")
+        );
+        assert!(config(&[("SERVER_PORT", "70000")]).is_err());
+    }
+
+    #[test]
+    fn a_malformed_storage_url_is_refused_with_the_variable_named() {
+        for url in ["not a url", "ftp://storage", "http://"] {
+            let err = config(&[("STORAGE_SERVICE_URL", url)]).unwrap_err();
+            assert_eq!(err.variable, "STORAGE_SERVICE_URL", "{url}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused() {
+        assert_eq!(
+            config(&[("LOG_FORMAT", "xml")]).unwrap_err().variable,
+            "LOG_FORMAT"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The Order Processor's HTTP handlers: they implement the interface generated from
+//! `openapi/order-processor.yaml`, turn wire types into domain values, call the order flow,
+//! and map each domain outcome to one documented status.
+
+use std::{sync::Arc, time::Duration};
+
+use poem_openapi::payload::Json;
+
+use crate::{
+    domain::{
+        model::{
+            BookId, Cursor, IdempotencyKey, Order, OrderId, OrderQuery, OrderStatus, PageLimit,
+            Quantity, UserId,
+        },
+        orders::{OrderRequest, OrderService, PlaceOrderError, ReadOrderError},
+        storage::Storage,
+    },
+    generated::order_processor::server::{
+        CreateOrderRequest, CreateOrderResponse, GetOrderResponse, Handlers, Health,
+        HealthLiveResponse, HealthReadyResponse, HealthResponse, HealthStatus,
+        ListUserOrdersResponse, Order as ApiOrder, OrderPage, OrderStatus as ApiOrderStatus,
+        Problem as ApiProblem,
+    },
+    telemetry::ErrorChain,
+};
+
+use super::{
+    RETRY_AFTER_SECONDS,
+    problem::{self, Problem},
+};
+
+/// How long readiness waits for the storage.
+const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+pub struct OrdersApi<S> {
+    orders: Arc<OrderService<S>>,
+}
+
+impl<S> OrdersApi<S> {
+    pub fn new(orders: Arc<OrderService<S>>) -> Self {
+        Self { orders }
+    }
+}
+
+fn problem_body(problem: Problem) -> Json<ApiProblem> {
+    Json(problem.into())
+}
+
+/// Logs an infrastructure error with its chain; the caller only learns its kind.
+fn log_unavailable(err: &dyn std::error::Error) -> Json<ApiProblem> {
+    tracing::warn!(error = %ErrorChain(err), "storage unavailable");
+    problem_body(Problem::new(
+        problem::STORAGE_UNAVAILABLE,
+        "the storage did not answer; retry later",
+    ))
+}
+
+fn log_internal(err: &dyn std::error::Error) -> Json<ApiProblem> {
+    tracing::error!(error = %ErrorChain(err), "unexpected storage error");
+    problem_body(Problem::new(
+        problem::INTERNAL,
+        "an unexpected error occurred",
+    ))
+}
+
+fn order_request(body: CreateOrderRequest) -> Result<OrderRequest, Problem> {
+    Ok(OrderRequest {
+        book_id: BookId::parse(&body.book_id)
+            .map_err(|err| Problem::invalid_field("/bookId", err.0))?,
+        user_id: UserId::parse(&body.user_id)
+            .map_err(|err| Problem::invalid_field("/userId", err.0))?,
+        quantity: Quantity::new(body.quantity.into())
+            .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
+    })
+}
+
+fn api_order(order: Order) -> ApiOrder {
+    ApiOrder {
+        id: order.id.0,
+        book_id: order.book_id.to_string(),
+        user_id: order.user_id.to_string(),
+        // Bounded to 1000 by `Quantity`, so it always fits.
+        quantity: order.quantity.get() as i32,
+        status: match order.status {
+            OrderStatus::Pending => ApiOrderStatus::Pending,
+            OrderStatus::Confirmed => ApiOrderStatus::Confirmed,
+            OrderStatus::Rejected => ApiOrderStatus::Rejected,
+            OrderStatus::Failed => ApiOrderStatus::Failed,
+        },
+        reason: order.reason,
+        unit_price: order.unit_price.minor_units(),
+        total_price: order.total_price.minor_units(),
+        currency: order.currency.as_str().to_owned(),
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+    }
+}
+
+fn up() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Up,
+    })
+}
+
+impl<S: Storage> Handlers for OrdersApi<S> {
+    async fn create_order(
+        &self,
+        idempotency_key: Option<String>,
+        body: CreateOrderRequest,
+    ) -> CreateOrderResponse {
+        let request = match order_request(body) {
+            Ok(request) => request,
+            Err(problem) => return CreateOrderResponse::BadRequest(problem_body(problem)),
+        };
+        let key = match idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()
+        {
+            Ok(key) => key,
+            Err(err) => {
+                return CreateOrderResponse::BadRequest(problem_body(Problem::invalid_field(
+                    "Idempotency-Key",
+                    err.0,
+                )));
+            }
+        };
+        match self.orders.place(request, key.as_ref()).await {
+            Ok(order) => {
+                let location = format!("/orders/{}", order.id);
+                CreateOrderResponse::Created(Json(api_order(order)), location)
+            }
+            Err(PlaceOrderError::OutOfStock { order_id, reason }) => CreateOrderResponse::Conflict(
+                problem_body(Problem::new(problem::OUT_OF_STOCK, reason).with_order_id(order_id.0)),
+            ),
+            Err(PlaceOrderError::UnknownBook) => {
+                CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
+                    problem::UNKNOWN_BOOK,
+                    "no book in the catalogue has this bookId",
+                )))
+            }
+            Err(PlaceOrderError::IdempotencyKeyReused) => {
+                CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
+                    problem::IDEMPOTENCY_KEY_REUSED,
+                    "this Idempotency-Key was already used with another body; use a new key for a new order",
+                )))
+            }
+            Err(PlaceOrderError::Failed { order_id, reason }) => {
+                CreateOrderResponse::InternalServerError(problem_body(
+                    Problem::new(problem::INTERNAL, format!("the order failed: {reason}"))
+                        .with_order_id(order_id.0),
+                ))
+            }
+            Err(PlaceOrderError::Unavailable(err)) => {
+                CreateOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
+            }
+            Err(PlaceOrderError::Internal(err)) => {
+                CreateOrderResponse::InternalServerError(log_internal(&err))
+            }
+        }
+    }
+
+    async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
+        match self.orders.order(OrderId(id)).await {
+            Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
+            Err(ReadOrderError::NotFound | ReadOrderError::InvalidCursor) => {
+                GetOrderResponse::NotFound(problem_body(Problem::new(
+                    problem::NOT_FOUND,
+                    "no order has this id",
+                )))
+            }
+            Err(ReadOrderError::Unavailable(err)) => {
+                GetOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
+            }
+            Err(ReadOrderError::Internal(err)) => {
+                GetOrderResponse::InternalServerError(log_internal(&err))
+            }
+        }
+    }
+
+    async fn list_user_orders(
+        &self,
+        user_id: String,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> ListUserOrdersResponse {
+        let query = UserId::parse(&user_id)
+            .map_err(|err| Problem::invalid_field("userId", err.0))
+            .and_then(|user_id| {
+                Ok(OrderQuery {
+                    user_id,
+                    status: None,
+                    limit: PageLimit::new(limit.into())
+                        .map_err(|err| Problem::invalid_field("limit", err.0))?,
+                    cursor: cursor.map(Cursor),
+                })
+            });
+        let query = match query {
+            Ok(query) => query,
+            Err(problem) => return ListUserOrdersResponse::BadRequest(problem_body(problem)),
+        };
+        match self.orders.orders(&query).await {
+            Ok(page) => ListUserOrdersResponse::Ok(Json(OrderPage {
+                items: page.items.into_iter().map(api_order).collect(),
+                next_cursor: page.next_cursor.map(|cursor| cursor.0),
+            })),
+            Err(ReadOrderError::InvalidCursor) => ListUserOrdersResponse::BadRequest(problem_body(
+                Problem::invalid_field("cursor", "the cursor is not one this service issued"),
+            )),
+            Err(ReadOrderError::NotFound) => ListUserOrdersResponse::Ok(Json(OrderPage {
+                items: Vec::new(),
+                next_cursor: None,
+            })),
+            Err(ReadOrderError::Unavailable(err)) => ListUserOrdersResponse::ServiceUnavailable(
+                log_unavailable(&err),
+                RETRY_AFTER_SECONDS,
+            ),
+            Err(ReadOrderError::Internal(err)) => {
+                ListUserOrdersResponse::InternalServerError(log_internal(&err))
+            }
+        }
+    }
+
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(up())
+    }
+
+    async fn health_live(&self) -> HealthLiveResponse {
+        HealthLiveResponse::Ok(up())
+    }
+
+    async fn health_ready(&self) -> HealthReadyResponse {
+        match tokio::time::timeout(READY_DEADLINE, self.orders.storage().ping()).await {
+            Ok(Ok(())) => HealthReadyResponse::Ok(up()),
+            Ok(Err(err)) => {
+                HealthReadyResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
+            }
+            Err(elapsed) => HealthReadyResponse::ServiceUnavailable(
+                log_unavailable(&elapsed),
+                RETRY_AFTER_SECONDS,
+            ),
+        }
+    }
+}

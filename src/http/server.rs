@@ -1,0 +1,322 @@
+//! What both services share around their generated API: the documentation routes, Problem
+//! answers for every error poem raises itself (unknown route, wrong method, body too large,
+//! panic), a request id and one access-log line per request, and graceful shutdown.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use poem::{
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+    http::{HeaderValue, Method, StatusCode, header},
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::CatchPanic,
+};
+use poem_openapi::{OpenApi, OpenApiService, types::ToJSON};
+use tracing::Instrument;
+
+use super::problem::{self, Problem};
+
+/// Largest request body, far above any order (a few hundred bytes) and small enough that a
+/// flood of large bodies cannot exhaust memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long in-flight requests may run on after SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The paths the service answers, as route templates with their methods: for the `Allow`
+/// header of a 405 and for the route name in the access log.
+struct RouteTable(Vec<RouteEntry>);
+
+struct RouteEntry {
+    template: String,
+    segments: Vec<String>,
+    methods: Vec<Method>,
+}
+
+impl RouteTable {
+    fn from_spec(spec_json: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
+        let mut entries: Vec<RouteEntry> = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, operations)| {
+                let methods = operations
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(method, _)| method.to_uppercase().parse().ok())
+                    .collect();
+                RouteEntry::new(template, methods)
+            })
+            .collect();
+        for template in ["/docs", "/openapi.json", "/openapi.yaml"] {
+            entries.push(RouteEntry::new(template, vec![Method::GET]));
+        }
+        Self(entries)
+    }
+
+    fn find(&self, path: &str) -> Option<&RouteEntry> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        self.0.iter().find(|entry| {
+            entry.segments.len() == segments.len()
+                && entry
+                    .segments
+                    .iter()
+                    .zip(&segments)
+                    .all(|(pattern, segment)| {
+                        (pattern.starts_with('{') && !segment.is_empty()) || pattern == segment
+                    })
+        })
+    }
+}
+
+impl RouteEntry {
+    fn new(template: &str, methods: Vec<Method>) -> Self {
+        Self {
+            template: template.to_owned(),
+            segments: template
+                .trim_end_matches('/')
+                .split('/')
+                .map(str::to_owned)
+                .collect(),
+            methods,
+        }
+    }
+}
+
+/// The application of one service: its API, Swagger UI at `/docs`, the spec at
+/// `/openapi.json` and `/openapi.yaml`, and the shared middleware. `P` is the service's
+/// generated Problem type.
+pub fn app<T, P>(api: OpenApiService<T, ()>) -> impl Endpoint<Output = Response>
+where
+    T: OpenApi + 'static,
+    P: From<Problem> + ToJSON + 'static,
+{
+    let routes = Arc::new(RouteTable::from_spec(&api.spec()));
+    let router = Route::new()
+        .at("/openapi.json", api.spec_endpoint())
+        .at("/openapi.yaml", api.spec_endpoint_yaml())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api);
+    let allow_routes = routes.clone();
+    router
+        .around(limit_body::<_, P>)
+        .catch_all_error(move |err: poem::Error| {
+            let routes = allow_routes.clone();
+            async move { error_response::<P>(&err, &routes) }
+        })
+        .with(CatchPanic::new().with_handler(|_| {
+            problem_response::<P>(Problem::new(
+                problem::INTERNAL,
+                "an unexpected error occurred",
+            ))
+        }))
+        .around(move |endpoint, request| {
+            let routes = routes.clone();
+            async move { log_request(endpoint, request, &routes).await }
+        })
+}
+
+/// A Problem answer; for 503 with `Retry-After`.
+pub fn problem_response<P: From<Problem> + ToJSON>(problem: Problem) -> Response {
+    let status = problem.kind.status;
+    let body = P::from(problem).to_json().unwrap_or_default();
+    let mut response = Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(body.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(super::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}
+
+fn error_response<P: From<Problem> + ToJSON>(err: &poem::Error, routes: &RouteTable) -> Response {
+    match err.status() {
+        StatusCode::NOT_FOUND => {
+            problem_response::<P>(Problem::new(problem::NOT_FOUND, "no resource at this path"))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let mut response = problem_response::<P>(Problem::new(
+                problem::METHOD_NOT_ALLOWED,
+                "this path does not answer this method",
+            ));
+            if let Some(allow) = err
+                .downcast_ref::<RequestPath>()
+                .and_then(|path| routes.find(&path.0))
+                .and_then(|entry| allow_header(&entry.methods))
+            {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            response
+        }
+        status if status.is_client_error() => {
+            problem_response::<P>(Problem::from_request_error(err, &[]))
+        }
+        status => {
+            tracing::error!(%status, error = %err, "unhandled error");
+            problem_response::<P>(Problem::new(
+                problem::INTERNAL,
+                "an unexpected error occurred",
+            ))
+        }
+    }
+}
+
+fn allow_header(methods: &[Method]) -> Option<HeaderValue> {
+    let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    HeaderValue::from_str(&names.join(", ")).ok()
+}
+
+/// The path of a request whose method is not allowed, carried to the error handler.
+#[derive(Debug, thiserror::Error)]
+#[error("method not allowed")]
+struct RequestPath(String);
+
+/// Refuses bodies over `MAX_BODY_BYTES` with 413, whether they announce their size or are
+/// chunked, and turns a 405 into an error that knows its path.
+async fn limit_body<E: Endpoint, P: From<Problem> + ToJSON>(
+    endpoint: Arc<E>,
+    mut request: Request,
+) -> poem::Result<Response> {
+    let too_large = || {
+        problem_response::<P>(Problem::new(
+            problem::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        ))
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Ok(too_large());
+    }
+    match request.take_body().into_bytes_limit(MAX_BODY_BYTES).await {
+        Ok(bytes) => request.set_body(Body::from(bytes)),
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
+        Err(err) => return Err(err.into()),
+    }
+    let path = request.uri().path().to_owned();
+    endpoint
+        .call(request)
+        .await
+        .map(IntoResponse::into_response)
+        .map_err(|err| {
+            if err.status() == StatusCode::METHOD_NOT_ALLOWED {
+                poem::Error::new(RequestPath(path), StatusCode::METHOD_NOT_ALLOWED)
+            } else {
+                err
+            }
+        })
+}
+
+/// Gives the request an id (the caller's `X-Request-Id` when it is sane), runs it in a span
+/// that carries the id, echoes the id, and logs one line with method, route, status and
+/// latency.
+async fn log_request<E: Endpoint>(
+    endpoint: Arc<E>,
+    request: Request,
+    routes: &RouteTable,
+) -> poem::Result<Response> {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let method = request.method().clone();
+    let route = routes
+        .find(request.uri().path())
+        .map_or("-", |entry| entry.template.as_str())
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = endpoint
+        .get_response(request)
+        .instrument(span.clone())
+        .await;
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(method = %method, route = %route, status, ?latency, "request");
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// A bound, not yet running, server.
+pub struct Server {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .ok_or_else(|| io::Error::other("the listener has no TCP address"))?;
+        Ok(Self { acceptor, addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for up to
+    /// `DRAIN_TIMEOUT`.
+    pub async fn run(
+        self,
+        app: impl Endpoint + 'static,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(DRAIN_TIMEOUT))
+            .await
+    }
+}
+
+/// Completes on SIGTERM (what Kubernetes sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,505 @@
+//! The reference Storage Service: the interface generated from `openapi/storage-service.yaml`,
+//! implemented over any adapter of the storage port. Wire types become domain values at this
+//! boundary, and each storage outcome becomes the one status the contract documents for the
+//! operation; an outcome an operation does not document is an internal error.
+//!
+//! [`spawn_reference_storage`] starts the service in-process, for tests that need a real
+//! Storage Service on an ephemeral port.
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use futures::channel::oneshot;
+use poem::{Endpoint, Response};
+use poem_openapi::payload::Json;
+use tokio::task::JoinHandle;
+
+use crate::{
+    domain::{
+        model::{
+            AllocationState, Book, BookDetails, BookId, Currency, Cursor, Money, NewOrder, Order,
+            OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock,
+            StockAllocation, UserId,
+        },
+        storage::{Storage, StorageError},
+    },
+    generated::storage_service::server::{
+        self as api, AllocationState as ApiAllocationState, Book as ApiBook, BookInput, BookList,
+        CreateOrderResponse, GetBookResponse, GetOrderResponse, Handlers, Health, HealthResponse,
+        HealthStatus, ListBooksResponse, ListOrdersResponse, NewOrder as ApiNewOrder,
+        Order as ApiOrder, OrderPage, OrderStatus as ApiOrderStatus, Problem as ApiProblem,
+        PutBookResponse, QuantityUpdate, ReturnStockResponse, SetBookQuantityResponse,
+        StatusChange as ApiStatusChange, StockAllocation as ApiStockAllocation, TakeStockResponse,
+        UpdateOrderStatusResponse,
+    },
+    telemetry::ErrorChain,
+};
+
+use super::{
+    problem::{self, Problem},
+    server::{self, Server},
+};
+
+/// How long `/health` waits for the database: a store stuck on a lock must not hang the
+/// probe that is meant to detect it.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The Storage Service's handlers over one storage adapter.
+pub struct StorageApi<S> {
+    storage: Arc<S>,
+}
+
+impl<S> StorageApi<S> {
+    pub fn new(storage: Arc<S>) -> Self {
+        Self { storage }
+    }
+}
+
+/// The whole reference Storage Service over `storage`: its API, `/docs`, the spec, and the
+/// middleware both services share.
+pub fn app<S: Storage>(storage: Arc<S>) -> impl Endpoint<Output = Response> {
+    server::app::<_, ApiProblem>(api::service(StorageApi::new(storage)))
+}
+
+/// A reference Storage Service running on a background task.
+///
+/// Dropping it also shuts the server down (gracefully, without waiting), so that a failing
+/// test cannot leave a server behind.
+pub struct ReferenceStorage {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl ReferenceStorage {
+    /// The address the server listens on, with the actual port when bound to port 0.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL of the service, without a trailing slash, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, waits for in-flight requests to finish, and answers how
+    /// the server ended.
+    pub async fn stop(mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            // The server may have ended already; its result below says why.
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(io::Error::other)?
+    }
+}
+
+impl Drop for ReferenceStorage {
+    fn drop(&mut self) {
+        // Dropping the sender completes the shutdown future on the server task.
+        self.stop.take();
+    }
+}
+
+/// Binds the reference Storage Service over `storage` to `addr` (port 0 picks a free port)
+/// and serves it on a Tokio task until [`ReferenceStorage::stop`] or drop. Must be called
+/// inside a Tokio runtime. Keep a clone of `storage` to seed or inspect the store directly.
+pub async fn spawn_reference_storage<S: Storage>(
+    storage: Arc<S>,
+    addr: SocketAddr,
+) -> io::Result<ReferenceStorage> {
+    let server = Server::bind(addr).await?;
+    let addr = server.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async move {
+        // A dropped sender means the handle is gone: stop as well.
+        let _ = stopped.await;
+    };
+    let task = tokio::spawn(server.run(app(storage), shutdown));
+    Ok(ReferenceStorage {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}
+
+fn problem_body(problem: Problem) -> Json<ApiProblem> {
+    Json(problem.into())
+}
+
+/// Logs a storage error, or an outcome the operation does not expect, with its whole chain;
+/// the caller only learns that something went wrong.
+fn internal(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
+    tracing::error!(operation, error = %ErrorChain(err), "storage operation failed");
+    problem_body(Problem::new(
+        problem::INTERNAL,
+        "an unexpected error occurred",
+    ))
+}
+
+fn refused(detail: String) -> Json<ApiProblem> {
+    problem_body(Problem::new(problem::INVALID_REQUEST, detail))
+}
+
+fn conflict(detail: String) -> Json<ApiProblem> {
+    problem_body(Problem::new(problem::CONFLICT, detail))
+}
+
+fn no_book() -> Json<ApiProblem> {
+    problem_body(Problem::new(problem::NOT_FOUND, "no book has this id"))
+}
+
+fn no_order() -> Json<ApiProblem> {
+    problem_body(Problem::new(problem::NOT_FOUND, "no order has this id"))
+}
+
+fn book_id(value: &str, field: &str) -> Result<BookId, Problem> {
+    BookId::parse(value).map_err(|err| Problem::invalid_field(field, err.0))
+}
+
+fn book_details(body: BookInput) -> Result<BookDetails, Problem> {
+    Ok(BookDetails {
+        title: body.title,
+        author: body.author,
+        price: Money::new(body.price).map_err(|err| Problem::invalid_field("/price", err.0))?,
+        currency: Currency::parse(&body.currency)
+            .map_err(|err| Problem::invalid_field("/currency", err.0))?,
+        stock: Stock::new(body.quantity)
+            .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
+    })
+}
+
+fn new_order(body: ApiNewOrder) -> Result<NewOrder, Problem> {
+    // `status` can only be `pending`: the generated enum has no other value.
+    Ok(NewOrder {
+        id: OrderId(body.order_id),
+        book_id: book_id(&body.book_id, "/bookId")?,
+        user_id: UserId::parse(&body.user_id)
+            .map_err(|err| Problem::invalid_field("/userId", err.0))?,
+        quantity: Quantity::new(body.quantity.into())
+            .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
+    })
+}
+
+fn order_query(
+    user_id: &str,
+    status: Option<ApiOrderStatus>,
+    limit: i32,
+    cursor: Option<String>,
+) -> Result<OrderQuery, Problem> {
+    Ok(OrderQuery {
+        user_id: UserId::parse(user_id).map_err(|err| Problem::invalid_field("userId", err.0))?,
+        status: status.map(order_status),
+        limit: PageLimit::new(limit.into())
+            .map_err(|err| Problem::invalid_field("limit", err.0))?,
+        cursor: cursor.map(Cursor),
+    })
+}
+
+fn status_change(body: ApiStatusChange) -> Result<StatusChange, Problem> {
+    let from = order_status(body.from);
+    let to = order_status(body.to);
+    // Refused here, whatever the store would say, because the contract makes it a 400 and no
+    // stored state can make such a change valid.
+    if !from.can_become(to) {
+        let field = if from == OrderStatus::Pending {
+            "/to"
+        } else {
+            "/from"
+        };
+        return Err(Problem::invalid_field(
+            field,
+            format!(
+                "an order moves only from pending to confirmed, rejected or failed, not from {} to {}",
+                from.as_str(),
+                to.as_str()
+            ),
+        ));
+    }
+    Ok(StatusChange {
+        from,
+        to,
+        reason: body.reason,
+    })
+}
+
+fn order_status(status: ApiOrderStatus) -> OrderStatus {
+    match status {
+        ApiOrderStatus::Pending => OrderStatus::Pending,
+        ApiOrderStatus::Confirmed => OrderStatus::Confirmed,
+        ApiOrderStatus::Rejected => OrderStatus::Rejected,
+        ApiOrderStatus::Failed => OrderStatus::Failed,
+    }
+}
+
+fn api_order_status(status: OrderStatus) -> ApiOrderStatus {
+    match status {
+        OrderStatus::Pending => ApiOrderStatus::Pending,
+        OrderStatus::Confirmed => ApiOrderStatus::Confirmed,
+        OrderStatus::Rejected => ApiOrderStatus::Rejected,
+        OrderStatus::Failed => ApiOrderStatus::Failed,
+    }
+}
+
+/// Bounded to 1000 by `Quantity`, so the cast never truncates.
+fn api_quantity(quantity: Quantity) -> i32 {
+    quantity.get() as i32
+}
+
+fn api_book(book: Book) -> ApiBook {
+    ApiBook {
+        id: book.id.to_string(),
+        title: book.details.title,
+        author: book.details.author,
+        price: book.details.price.minor_units(),
+        currency: book.details.currency.as_str().to_owned(),
+        quantity: book.details.stock.get(),
+    }
+}
+
+fn api_order(order: Order) -> ApiOrder {
+    ApiOrder {
+        id: order.id.0,
+        book_id: order.book_id.to_string(),
+        user_id: order.user_id.to_string(),
+        quantity: api_quantity(order.quantity),
+        status: api_order_status(order.status),
+        reason: order.reason,
+        stock_held: order.stock_held,
+        unit_price: order.unit_price.minor_units(),
+        total_price: order.total_price.minor_units(),
+        currency: order.currency.as_str().to_owned(),
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+    }
+}
+
+fn api_allocation(allocation: StockAllocation) -> ApiStockAllocation {
+    ApiStockAllocation {
+        order_id: allocation.order_id.0,
+        book_id: allocation.book_id.to_string(),
+        quantity: api_quantity(allocation.quantity),
+        state: match allocation.state {
+            AllocationState::Held => ApiAllocationState::Held,
+            AllocationState::Returned => ApiAllocationState::Returned,
+        },
+        book_stock: allocation.book_stock.get(),
+    }
+}
+
+fn copies(count: i64) -> String {
+    if count == 1 {
+        "1 copy".to_owned()
+    } else {
+        format!("{count} copies")
+    }
+}
+
+impl<S: Storage> StorageApi<S> {
+    /// The detail of a 409 out-of-stock: what is available and what the order asked for. The
+    /// port's error only carries the stock, so the order is read again for its book and
+    /// quantity, which never change once recorded.
+    async fn out_of_stock_detail(&self, id: OrderId, available: i64) -> String {
+        match self.storage.order(id).await {
+            Ok(order) => format!(
+                "Book {} has {} in stock; order {id} asked for {}.",
+                order.book_id,
+                copies(available),
+                order.quantity.get()
+            ),
+            Err(err) => {
+                tracing::warn!(order_id = %id, error = %ErrorChain(&err), "cannot read an out-of-stock order");
+                format!(
+                    "The book has {} in stock, fewer than order {id} asked for.",
+                    copies(available)
+                )
+            }
+        }
+    }
+}
+
+impl<S: Storage> Handlers for StorageApi<S> {
+    async fn list_books(&self) -> ListBooksResponse {
+        match self.storage.books().await {
+            Ok(books) => ListBooksResponse::Ok(Json(BookList {
+                items: books.into_iter().map(api_book).collect(),
+            })),
+            Err(err) => ListBooksResponse::InternalServerError(internal("list_books", &err)),
+        }
+    }
+
+    async fn get_book(&self, id: String) -> GetBookResponse {
+        let id = match book_id(&id, "id") {
+            Ok(id) => id,
+            Err(problem) => return GetBookResponse::BadRequest(problem_body(problem)),
+        };
+        match self.storage.book(&id).await {
+            Ok(book) => GetBookResponse::Ok(Json(api_book(book))),
+            Err(StorageError::NotFound) => GetBookResponse::NotFound(no_book()),
+            Err(StorageError::Refused(detail)) => GetBookResponse::BadRequest(refused(detail)),
+            Err(err) => GetBookResponse::InternalServerError(internal("get_book", &err)),
+        }
+    }
+
+    async fn put_book(&self, id: String, body: BookInput) -> PutBookResponse {
+        let book = match book_id(&id, "id")
+            .and_then(|id| book_details(body).map(|details| details.with_id(id)))
+        {
+            Ok(book) => book,
+            Err(problem) => return PutBookResponse::BadRequest(problem_body(problem)),
+        };
+        match self.storage.put_book(&book).await {
+            Ok(book) => PutBookResponse::Ok(Json(api_book(book))),
+            Err(StorageError::Refused(detail)) => PutBookResponse::BadRequest(refused(detail)),
+            Err(err) => PutBookResponse::InternalServerError(internal("put_book", &err)),
+        }
+    }
+
+    async fn set_book_quantity(&self, id: String, body: QuantityUpdate) -> SetBookQuantityResponse {
+        let parsed = book_id(&id, "id").and_then(|id| {
+            Stock::new(body.quantity)
+                .map(|stock| (id, stock))
+                .map_err(|err| Problem::invalid_field("/quantity", err.0))
+        });
+        let (id, stock) = match parsed {
+            Ok(parsed) => parsed,
+            Err(problem) => return SetBookQuantityResponse::BadRequest(problem_body(problem)),
+        };
+        match self.storage.set_stock(&id, stock).await {
+            Ok(book) => SetBookQuantityResponse::Ok(Json(api_book(book))),
+            Err(StorageError::NotFound) => SetBookQuantityResponse::NotFound(no_book()),
+            Err(StorageError::Refused(detail)) => {
+                SetBookQuantityResponse::BadRequest(refused(detail))
+            }
+            Err(err) => {
+                SetBookQuantityResponse::InternalServerError(internal("set_book_quantity", &err))
+            }
+        }
+    }
+
+    async fn list_orders(
+        &self,
+        user_id: String,
+        status: Option<ApiOrderStatus>,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> ListOrdersResponse {
+        let query = match order_query(&user_id, status, limit, cursor) {
+            Ok(query) => query,
+            Err(problem) => return ListOrdersResponse::BadRequest(problem_body(problem)),
+        };
+        match self.storage.orders(&query).await {
+            Ok(page) => ListOrdersResponse::Ok(Json(OrderPage {
+                items: page.items.into_iter().map(api_order).collect(),
+                next_cursor: page.next_cursor.map(|cursor| cursor.0),
+            })),
+            Err(StorageError::InvalidCursor) => ListOrdersResponse::BadRequest(problem_body(
+                Problem::invalid_field("cursor", "the cursor is not one this service issued"),
+            )),
+            Err(StorageError::Refused(detail)) => ListOrdersResponse::BadRequest(refused(detail)),
+            Err(err) => ListOrdersResponse::InternalServerError(internal("list_orders", &err)),
+        }
+    }
+
+    async fn create_order(&self, body: ApiNewOrder) -> CreateOrderResponse {
+        let order = match new_order(body) {
+            Ok(order) => order,
+            Err(problem) => return CreateOrderResponse::BadRequest(problem_body(problem)),
+        };
+        match self.storage.create_order(&order).await {
+            Ok(recorded) if recorded.created => {
+                CreateOrderResponse::Created(Json(api_order(recorded.order)))
+            }
+            Ok(recorded) => CreateOrderResponse::Ok(Json(api_order(recorded.order))),
+            Err(StorageError::Conflict(_)) => CreateOrderResponse::Conflict(conflict(format!(
+                "order {} already exists with other content; nothing changed",
+                order.id
+            ))),
+            Err(StorageError::UnknownBook) => {
+                CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
+                    problem::UNKNOWN_BOOK,
+                    format!("no book in the catalogue has the id {}", order.book_id),
+                )))
+            }
+            Err(StorageError::Refused(detail)) => CreateOrderResponse::BadRequest(refused(detail)),
+            Err(err) => CreateOrderResponse::InternalServerError(internal("create_order", &err)),
+        }
+    }
+
+    async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
+        match self.storage.order(OrderId(id)).await {
+            Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
+            Err(StorageError::NotFound) => GetOrderResponse::NotFound(no_order()),
+            Err(StorageError::Refused(detail)) => GetOrderResponse::BadRequest(refused(detail)),
+            Err(err) => GetOrderResponse::InternalServerError(internal("get_order", &err)),
+        }
+    }
+
+    async fn update_order_status(
+        &self,
+        id: uuid::Uuid,
+        body: ApiStatusChange,
+    ) -> UpdateOrderStatusResponse {
+        let change = match status_change(body) {
+            Ok(change) => change,
+            Err(problem) => return UpdateOrderStatusResponse::BadRequest(problem_body(problem)),
+        };
+        match self.storage.change_status(OrderId(id), &change).await {
+            Ok(order) => UpdateOrderStatusResponse::Ok(Json(api_order(order))),
+            Err(StorageError::NotFound) => UpdateOrderStatusResponse::NotFound(no_order()),
+            Err(StorageError::Conflict(detail)) => {
+                UpdateOrderStatusResponse::Conflict(conflict(detail))
+            }
+            Err(StorageError::Refused(detail)) => {
+                UpdateOrderStatusResponse::BadRequest(refused(detail))
+            }
+            Err(err) => UpdateOrderStatusResponse::InternalServerError(internal(
+                "update_order_status",
+                &err,
+            )),
+        }
+    }
+
+    async fn take_stock(&self, id: uuid::Uuid) -> TakeStockResponse {
+        let id = OrderId(id);
+        match self.storage.take_stock(id).await {
+            Ok(allocation) => TakeStockResponse::Ok(Json(api_allocation(allocation))),
+            Err(StorageError::NotFound) => TakeStockResponse::NotFound(no_order()),
+            Err(StorageError::OutOfStock { available }) => {
+                let detail = self.out_of_stock_detail(id, available).await;
+                TakeStockResponse::Conflict(problem_body(Problem::new(
+                    problem::OUT_OF_STOCK,
+                    detail,
+                )))
+            }
+            Err(StorageError::Conflict(detail)) => TakeStockResponse::Conflict(conflict(detail)),
+            Err(StorageError::Refused(detail)) => TakeStockResponse::BadRequest(refused(detail)),
+            Err(err) => TakeStockResponse::InternalServerError(internal("take_stock", &err)),
+        }
+    }
+
+    async fn return_stock(&self, id: uuid::Uuid) -> ReturnStockResponse {
+        match self.storage.return_stock(OrderId(id)).await {
+            Ok(allocation) => ReturnStockResponse::Ok(Json(api_allocation(allocation))),
+            Err(StorageError::NotFound) => ReturnStockResponse::NotFound(no_order()),
+            Err(StorageError::Conflict(detail)) => ReturnStockResponse::Conflict(conflict(detail)),
+            Err(StorageError::Refused(detail)) => ReturnStockResponse::BadRequest(refused(detail)),
+            Err(err) => ReturnStockResponse::InternalServerError(internal("return_stock", &err)),
+        }
+    }
+
+    async fn health(&self) -> HealthResponse {
+        let failure = match tokio::time::timeout(HEALTH_DEADLINE, self.storage.ping()).await {
+            Ok(Ok(())) => {
+                return HealthResponse::Ok(Json(Health {
+                    status: HealthStatus::Up,
+                }));
+            }
+            Ok(Err(err)) => ErrorChain(&err).to_string(),
+            Err(elapsed) => ErrorChain(&elapsed).to_string(),
+        };
+        tracing::warn!(error = %failure, "the database does not answer");
+        HealthResponse::ServiceUnavailable(problem_body(Problem::new(
+            problem::STORAGE_UNAVAILABLE,
+            "the database does not answer",
+        )))
+    }
+}

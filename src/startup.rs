@@ -1,0 +1,104 @@
+//! Builds the Order Processor from its configuration and runs it.
+
+use std::{io, net::SocketAddr, sync::Arc};
+
+use poem::{EndpointExt, Response, endpoint::BoxEndpoint};
+
+use crate::{
+    config::{Config, StorageConfig},
+    domain::{
+        orders::OrderService,
+        storage::{Storage, StorageError},
+    },
+    generated::order_processor::server::{self as api, Problem as ApiProblem},
+    http::{
+        orders_api::OrdersApi,
+        server::{self, Server},
+    },
+    storage::{
+        http::{HttpStorage, HttpStorageConfig},
+        sqlite::SqliteStore,
+    },
+    telemetry::ErrorChain,
+};
+
+/// Name of the embedded database file inside the data directory.
+pub const DATABASE_FILE: &str = "orders.db";
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the storage")]
+    Storage(#[source] StorageError),
+    #[error("cannot reach the configured Storage Service")]
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot listen")]
+    Bind(#[source] io::Error),
+    #[error("the server stopped")]
+    Serve(#[source] io::Error),
+}
+
+/// A bound server with its application, ready to run.
+pub struct Application {
+    server: Server,
+    app: BoxEndpoint<'static, Response>,
+}
+
+impl Application {
+    pub async fn build<S: Storage>(storage: S, addr: SocketAddr) -> io::Result<Self> {
+        let orders = Arc::new(OrderService::new(storage));
+        let app = server::app::<_, ApiProblem>(api::service(OrdersApi::new(orders))).boxed();
+        Ok(Self {
+            server: Server::bind(addr).await?,
+            app,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        self.server.run(self.app, shutdown).await
+    }
+}
+
+/// Runs the service as configured until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let application = match config.storage {
+        StorageConfig::Remote(url) => {
+            tracing::info!(storage = %url, "using the Storage Service");
+            let storage = HttpStorage::new(&url, HttpStorageConfig::default()).map_err(|err| StartupError::Client(err.into()))?;
+            Application::build(storage, addr).await
+        }
+        StorageConfig::Embedded(dir) => {
+            let path = dir.join(DATABASE_FILE);
+            tracing::info!(database = %path.display(), "STORAGE_SERVICE_URL is not set: using the embedded store");
+            let storage = SqliteStore::open(&path).map_err(StartupError::Storage)?;
+            if storage.seed_demo_catalogue().await.map_err(StartupError::Storage)? {
+                tracing::info!("seeded the demo catalogue: books book-1 to book-5");
+            }
+            Application::build(storage, addr).await
+        }
+    }
+    .map_err(StartupError::Bind)?;
+    tracing::info!(address = %application.local_addr(), "listening; Swagger UI at /docs");
+    application
+        .run_until(shutdown)
+        .await
+        .map_err(StartupError::Serve)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Logs a startup error with its chain.
+pub fn report(err: &StartupError) {
+    tracing::error!(error = %ErrorChain(err), "order-processor cannot run");
+}

@@ -1,0 +1,1128 @@
+//! The storage port over HTTP: a remote Storage Service (`openapi/storage-service.yaml`) called
+//! through its generated progenitor client, with bounded retries of transient failures.
+
+use std::{fmt, future::Future, num::NonZeroU32, time::Duration};
+
+use reqwest::StatusCode;
+
+use crate::domain::model::{
+    AllocationState, Book, BookDetails, BookId, Currency, Cursor, InvalidValue, Money, NewOrder,
+    Order, OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
+    StockAllocation, UserId,
+};
+use crate::domain::storage::{Storage, StorageError, StorageResult};
+use crate::generated::storage_service::client::{
+    Client, ClientInfo, Error as ClientError, ResponseValue, types,
+};
+use crate::telemetry::ErrorChain;
+
+/// The problem `type` of a take refused for lack of stock; every other 409 is a conflict.
+const OUT_OF_STOCK: &str = "/problems/out-of-stock";
+
+/// Longest text kept from an answer in an error, so that a long problem or a proxy's error
+/// page cannot flood the log.
+const MAX_EXCERPT_CHARS: usize = 300;
+
+/// Timeouts, connection pool and retries of [`HttpStorage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpStorageConfig {
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time for one attempt, from sending the request to reading the end of the answer.
+    pub request_timeout: Duration,
+    /// How long an unused connection stays in the pool.
+    pub pool_idle_timeout: Duration,
+    /// Unused connections kept open per host; more are closed after use.
+    pub pool_max_idle_per_host: usize,
+    /// Attempts per operation, the first one included; at least 1.
+    pub attempts: u32,
+    /// Wait before the second attempt.
+    pub first_backoff: Duration,
+    /// Each later wait is this many times the one before.
+    pub backoff_factor: u32,
+}
+
+impl Default for HttpStorageConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            // Below the keep-alive timeout of common servers, so the pool seldom hands out a
+            // connection that the server is closing at that very moment.
+            pool_idle_timeout: Duration::from_secs(30),
+            pool_max_idle_per_host: 32,
+            attempts: 3,
+            // 50 ms, then 200 ms: long enough for a restarting instance or a load balancer
+            // to move on, short enough to stay far below the caller's own timeout.
+            first_backoff: Duration::from_millis(50),
+            backoff_factor: 4,
+        }
+    }
+}
+
+/// Why an [`HttpStorage`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpStorageSetupError {
+    #[error("invalid Storage Service URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("invalid Storage Service client settings: {0}")]
+    InvalidConfig(&'static str),
+    #[error("cannot build the HTTP client of the Storage Service")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The [`Storage`] port implemented by a remote Storage Service.
+#[derive(Debug, Clone)]
+pub struct HttpStorage {
+    client: Client,
+    retry: RetryPolicy,
+}
+
+impl HttpStorage {
+    /// A client of the Storage Service at `base_url` (e.g. `http://localhost:8083`). Nothing
+    /// is sent yet: [`Storage::ping`] tells whether the service answers.
+    pub fn new(base_url: &str, config: HttpStorageConfig) -> Result<Self, HttpStorageSetupError> {
+        let base_url = checked_base_url(base_url)?;
+        if config.attempts == 0 {
+            return Err(HttpStorageSetupError::InvalidConfig(
+                "attempts must be at least 1",
+            ));
+        }
+        let http = reqwest::ClientBuilder::new()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build()?;
+        Ok(Self {
+            client: Client::new_with_client(&base_url, http),
+            retry: RetryPolicy {
+                attempts: config.attempts,
+                first_backoff: config.first_backoff,
+                backoff_factor: config.backoff_factor,
+            },
+        })
+    }
+
+    /// The base URL requests go to, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        self.client.baseurl()
+    }
+
+    /// Sends a request built by `send`, again while it fails transiently, and classifies the
+    /// final failure.
+    async fn call<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut send: F,
+    ) -> StorageResult<ResponseValue<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<ResponseValue<T>, ClientError<types::Problem>>>,
+    {
+        retry(operation, self.retry, || {
+            let answer = send();
+            async move { answer.await.map_err(classify) }
+        })
+        .await
+    }
+
+    /// The stock of the order's book, read after the service refused the take.
+    ///
+    /// Informational only: the Problem of an out-of-stock refusal carries no count, so this
+    /// reads the order and its book in two more requests, which are not atomic with the
+    /// refusal; the stock may have changed in between. Falls back to 0 when either read
+    /// fails, because the refusal itself is what matters and it must not be lost.
+    async fn stock_after_refusal(&self, id: OrderId) -> i64 {
+        let read = async {
+            let order = self.client.get_order().id(id.0).send().await.ok()?;
+            let book = self
+                .client
+                .get_book()
+                .id(order.into_inner().book_id)
+                .send()
+                .await
+                .ok()?;
+            Stock::new(book.into_inner().quantity.0).ok()
+        };
+        match read.await {
+            Some(stock) => stock.get(),
+            None => {
+                tracing::debug!(order_id = %id, "cannot read the stock after an out-of-stock refusal");
+                0
+            }
+        }
+    }
+}
+
+/// A base URL the generated client can append paths to.
+fn checked_base_url(base_url: &str) -> Result<String, HttpStorageSetupError> {
+    let invalid = |reason: &str| HttpStorageSetupError::InvalidUrl {
+        url: base_url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = reqwest::Url::parse(base_url).map_err(|err| invalid(&err.to_string()))?;
+    // reqwest is built without a TLS feature: an https URL would fail on every call with a
+    // connect error, which looks transient and would be retried for nothing.
+    if url.scheme() != "http" {
+        return Err(invalid(
+            "the scheme must be http (this build has no TLS support)",
+        ));
+    }
+    if url.host().is_none() {
+        return Err(invalid("there is no host"));
+    }
+    // The client appends `/books`, `/orders` and so on to the text as it is.
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a base URL takes no query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+impl Storage for HttpStorage {
+    async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
+        let body = new_order_to(order)?;
+        let answer = self
+            .call("create_order", || {
+                self.client.create_order().body(body.clone()).send()
+            })
+            .await?;
+        // When the answer to a first attempt that created the order is lost, the retry
+        // answers 200, so `created` can be false for the call that did create it. Only the
+        // record is authoritative.
+        let created = answer.status() == StatusCode::CREATED;
+        let recorded = order_from(answer.into_inner())?;
+        if !recorded.matches(order) {
+            return Err(broken_answer(format!(
+                "order {} differs from the order that was sent",
+                recorded.id
+            )));
+        }
+        Ok(Recorded {
+            order: recorded,
+            created,
+        })
+    }
+
+    async fn order(&self, id: OrderId) -> StorageResult<Order> {
+        let answer = self
+            .call("get_order", || self.client.get_order().id(id.0).send())
+            .await?;
+        let order = order_from(answer.into_inner())?;
+        same_order(id, order.id)?;
+        Ok(order)
+    }
+
+    async fn orders(&self, query: &OrderQuery) -> StorageResult<Page<Order>> {
+        let user_id = user_id_to(&query.user_id)?;
+        let cursor = query.cursor.as_ref().map(cursor_to).transpose()?;
+        let limit = NonZeroU32::new(query.limit.get())
+            .ok_or_else(|| not_sent("limit", "must be at least 1"))?;
+        let status = query.status.map(status_to);
+        let answer = self
+            .call("list_orders", || {
+                let mut request = self
+                    .client
+                    .list_orders()
+                    .user_id(user_id.clone())
+                    .limit(limit);
+                if let Some(cursor) = &cursor {
+                    request = request.cursor(cursor.clone());
+                }
+                if let Some(status) = status {
+                    request = request.status(status);
+                }
+                request.send()
+            })
+            .await?;
+        let page = answer.into_inner();
+        let items = page
+            .items
+            .into_iter()
+            .map(order_from)
+            .collect::<StorageResult<Vec<_>>>()?;
+        // Another user's order in the page would leak it to the caller.
+        if let Some(stray) = items.iter().find(|order| {
+            order.user_id != query.user_id || query.status.is_some_and(|s| s != order.status)
+        }) {
+            return Err(broken_answer(format!(
+                "order {} in a list it does not match",
+                stray.id
+            )));
+        }
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor.map(|cursor| Cursor(cursor.into())),
+        })
+    }
+
+    async fn change_status(&self, id: OrderId, change: &StatusChange) -> StorageResult<Order> {
+        let body = status_change_to(change)?;
+        let answer = self
+            .call("update_order_status", || {
+                self.client
+                    .update_order_status()
+                    .id(id.0)
+                    .body(body.clone())
+                    .send()
+            })
+            .await?;
+        let order = order_from(answer.into_inner())?;
+        same_order(id, order.id)?;
+        Ok(order)
+    }
+
+    async fn take_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
+        let answer = match self
+            .call("take_stock", || self.client.take_stock().id(id.0).send())
+            .await
+        {
+            Ok(answer) => answer,
+            Err(StorageError::OutOfStock { .. }) => {
+                return Err(StorageError::OutOfStock {
+                    available: self.stock_after_refusal(id).await,
+                });
+            }
+            Err(err) => return Err(err),
+        };
+        let allocation = allocation_from(answer.into_inner())?;
+        same_order(id, allocation.order_id)?;
+        Ok(allocation)
+    }
+
+    async fn return_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
+        let answer = self
+            .call("return_stock", || {
+                self.client.return_stock().id(id.0).send()
+            })
+            .await?;
+        let allocation = allocation_from(answer.into_inner())?;
+        same_order(id, allocation.order_id)?;
+        Ok(allocation)
+    }
+
+    async fn book(&self, id: &BookId) -> StorageResult<Book> {
+        let path_id = book_id_to(id)?;
+        let answer = self
+            .call("get_book", || {
+                self.client.get_book().id(path_id.clone()).send()
+            })
+            .await?;
+        let book = book_from(answer.into_inner())?;
+        same_book(id, &book.id)?;
+        Ok(book)
+    }
+
+    async fn books(&self) -> StorageResult<Vec<Book>> {
+        let answer = self
+            .call("list_books", || self.client.list_books().send())
+            .await?;
+        answer
+            .into_inner()
+            .items
+            .into_iter()
+            .map(book_from)
+            .collect()
+    }
+
+    async fn put_book(&self, book: &Book) -> StorageResult<Book> {
+        let path_id = book_id_to(&book.id)?;
+        let body = book_input_to(&book.details)?;
+        let answer = self
+            .call("put_book", || {
+                self.client
+                    .put_book()
+                    .id(path_id.clone())
+                    .body(body.clone())
+                    .send()
+            })
+            .await?;
+        let stored = book_from(answer.into_inner())?;
+        same_book(&book.id, &stored.id)?;
+        Ok(stored)
+    }
+
+    async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
+        let path_id = book_id_to(id)?;
+        let body = types::QuantityUpdate {
+            quantity: types::Stock(stock.get()),
+        };
+        let answer = self
+            .call("set_book_quantity", || {
+                self.client
+                    .set_book_quantity()
+                    .id(path_id.clone())
+                    .body(body.clone())
+                    .send()
+            })
+            .await?;
+        let book = book_from(answer.into_inner())?;
+        same_book(id, &book.id)?;
+        Ok(book)
+    }
+
+    async fn ping(&self) -> StorageResult<()> {
+        // One attempt: a readiness check must report the service as it is now, and whoever
+        // probes readiness already probes again.
+        self.client
+            .health()
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
+
+/// How often and how patiently a transient failure is retried.
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    attempts: u32,
+    first_backoff: Duration,
+    backoff_factor: u32,
+}
+
+impl RetryPolicy {
+    /// The wait after the failed attempt number `attempt`, counted from 1.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self
+            .backoff_factor
+            .saturating_pow(attempt.saturating_sub(1));
+        self.first_backoff.saturating_mul(factor)
+    }
+}
+
+/// Runs `call` until it succeeds, fails for good, or has used up the attempts. Retrying is
+/// safe because every operation of the port is idempotent: orders are created once per id,
+/// stock is taken and returned at most once per order, and status changes compare and set.
+async fn retry<T, F, Fut>(
+    operation: &'static str,
+    policy: RetryPolicy,
+    mut call: F,
+) -> StorageResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StorageResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(err) if err.is_retryable() && attempt < policy.attempts => {
+                let wait = policy.backoff(attempt);
+                tracing::warn!(
+                    operation,
+                    attempt,
+                    retry_in = ?wait,
+                    error = %ErrorChain(&err),
+                    "storage call failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// What the Storage Service answered, or why it did not, when the port has no variant that
+/// holds it: the source of `Unavailable` and `Failed`, so that the log shows it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Answer(String);
+
+/// The one place where a failed call becomes a [`StorageError`].
+///
+/// A documented error status comes with a Problem and is mapped by its meaning. An
+/// undocumented status says nothing reliable about the operation (a proxy's 404 is not a
+/// missing order), so it only tells whether trying again can help. An out-of-stock refusal
+/// comes back with `available: 0`, since the Problem carries no count; `take_stock` fills it.
+fn classify(err: ClientError<types::Problem>) -> StorageError {
+    match err {
+        ClientError::ErrorResponse(answer) => {
+            let status = answer.status();
+            classify_problem(status, &answer.into_inner())
+        }
+        ClientError::UnexpectedResponse(response) => {
+            let status = response.status();
+            let cause = Answer(format!("undocumented status {status}"));
+            if is_transient(status) {
+                StorageError::Unavailable(cause.into())
+            } else {
+                StorageError::Failed(cause.into())
+            }
+        }
+        // The request could not be built or went round in redirects: a wrong base URL or a
+        // bug, which no retry mends.
+        ClientError::CommunicationError(err) if err.is_builder() || err.is_redirect() => {
+            StorageError::Failed(err.into())
+        }
+        // No answer, or one cut short: refused or reset connection, timeout.
+        ClientError::CommunicationError(err) | ClientError::ResponseBodyError(err) => {
+            StorageError::Unavailable(err.into())
+        }
+        // progenitor keeps no status here. An answer that is not the contract's JSON is most
+        // often an intermediary's error page (a proxy's 502 or 503), so it is retried and,
+        // if it persists, reported as the storage being unavailable; the log keeps the body.
+        ClientError::InvalidResponsePayload(body, err) => StorageError::Unavailable(
+            Answer(format!(
+                "the answer breaks the contract: {err}; body: {}",
+                excerpt(&String::from_utf8_lossy(&body))
+            ))
+            .into(),
+        ),
+        ClientError::InvalidRequest(message) => {
+            StorageError::Failed(Answer(format!("the request was not built: {message}")).into())
+        }
+        ClientError::InvalidUpgrade(err) => StorageError::Failed(err.into()),
+        ClientError::Custom(message) => StorageError::Failed(Answer(message).into()),
+    }
+}
+
+fn classify_problem(status: StatusCode, problem: &types::Problem) -> StorageError {
+    let error = match status {
+        StatusCode::NOT_FOUND => StorageError::NotFound,
+        StatusCode::CONFLICT if problem.type_.ends_with(OUT_OF_STOCK) => {
+            StorageError::OutOfStock { available: 0 }
+        }
+        StatusCode::CONFLICT => return StorageError::Conflict(problem_text(problem)),
+        StatusCode::UNPROCESSABLE_ENTITY => StorageError::UnknownBook,
+        // Only `list_orders` takes a cursor, and the service names the parameter it refuses.
+        StatusCode::BAD_REQUEST if problem.errors.iter().any(|error| error.field == "cursor") => {
+            StorageError::InvalidCursor
+        }
+        StatusCode::BAD_REQUEST => return StorageError::Refused(problem_text(problem)),
+        status => {
+            let cause = Answer(format!("{status}: {}", problem_text(problem)));
+            return if is_transient(status) {
+                StorageError::Unavailable(cause.into())
+            } else {
+                StorageError::Failed(cause.into())
+            };
+        }
+    };
+    // These variants have no room for the problem's text; the log keeps it.
+    tracing::debug!(%status, problem = %problem_text(problem), "storage refused the request");
+    error
+}
+
+/// Statuses after which the same request may succeed.
+fn is_transient(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// A problem on one line, `title (type): detail [field: message; ...]`, for logs.
+fn problem_text(problem: &types::Problem) -> String {
+    let mut text = format!("{} ({})", problem.title, problem.type_);
+    if let Some(detail) = &problem.detail {
+        text.push_str(": ");
+        text.push_str(detail);
+    }
+    if !problem.errors.is_empty() {
+        let fields = problem
+            .errors
+            .iter()
+            .map(|error| format!("{}: {}", error.field, error.message))
+            .collect::<Vec<_>>();
+        text.push_str(" [");
+        text.push_str(&fields.join("; "));
+        text.push(']');
+    }
+    excerpt(&text)
+}
+
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(MAX_EXCERPT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// An answer that breaks the contract or a domain rule: the service is wrong, not the caller.
+fn broken_answer(what: impl fmt::Display) -> StorageError {
+    StorageError::Failed(Answer(format!("the storage answered {what}")).into())
+}
+
+/// A domain value the contract does not accept; the storage would refuse it, so it is not sent.
+fn not_sent(field: &str, why: impl fmt::Display) -> StorageError {
+    StorageError::Refused(format!("{field} {why}; not sent"))
+}
+
+fn same_order(asked: OrderId, answered: OrderId) -> StorageResult<()> {
+    if asked == answered {
+        Ok(())
+    } else {
+        Err(broken_answer(format!("order {answered} for order {asked}")))
+    }
+}
+
+fn same_book(asked: &BookId, answered: &BookId) -> StorageResult<()> {
+    if asked == answered {
+        Ok(())
+    } else {
+        Err(broken_answer(format!("book {answered} for book {asked}")))
+    }
+}
+
+fn status_to(status: OrderStatus) -> types::OrderStatus {
+    match status {
+        OrderStatus::Pending => types::OrderStatus::Pending,
+        OrderStatus::Confirmed => types::OrderStatus::Confirmed,
+        OrderStatus::Rejected => types::OrderStatus::Rejected,
+        OrderStatus::Failed => types::OrderStatus::Failed,
+    }
+}
+
+fn status_from(status: types::OrderStatus) -> OrderStatus {
+    match status {
+        types::OrderStatus::Pending => OrderStatus::Pending,
+        types::OrderStatus::Confirmed => OrderStatus::Confirmed,
+        types::OrderStatus::Rejected => OrderStatus::Rejected,
+        types::OrderStatus::Failed => OrderStatus::Failed,
+    }
+}
+
+fn allocation_state_from(state: types::AllocationState) -> AllocationState {
+    match state {
+        types::AllocationState::Held => AllocationState::Held,
+        types::AllocationState::Returned => AllocationState::Returned,
+    }
+}
+
+fn book_id_to(id: &BookId) -> StorageResult<types::BookId> {
+    types::BookId::try_from(id.as_str()).map_err(|err| not_sent("bookId", err))
+}
+
+fn user_id_to(id: &UserId) -> StorageResult<types::UserId> {
+    types::UserId::try_from(id.as_str()).map_err(|err| not_sent("userId", err))
+}
+
+/// A cursor the contract refuses cannot be one the storage issued.
+fn cursor_to(cursor: &Cursor) -> StorageResult<types::Cursor> {
+    types::Cursor::try_from(cursor.0.as_str()).map_err(|_| StorageError::InvalidCursor)
+}
+
+fn quantity_to(quantity: Quantity) -> StorageResult<types::Quantity> {
+    NonZeroU32::new(quantity.get())
+        .map(types::Quantity)
+        .ok_or_else(|| not_sent("quantity", "must be at least 1"))
+}
+
+fn new_order_to(order: &NewOrder) -> StorageResult<types::NewOrder> {
+    Ok(types::NewOrder {
+        order_id: order.id.0,
+        book_id: book_id_to(&order.book_id)?,
+        user_id: user_id_to(&order.user_id)?,
+        quantity: quantity_to(order.quantity)?,
+        status: types::NewOrderStatus::Pending,
+    })
+}
+
+fn status_change_to(change: &StatusChange) -> StorageResult<types::StatusChange> {
+    let reason = change
+        .reason
+        .as_deref()
+        .map(types::StatusChangeReason::try_from)
+        .transpose()
+        .map_err(|err| not_sent("reason", err))?;
+    Ok(types::StatusChange {
+        from: status_to(change.from),
+        to: status_to(change.to),
+        reason,
+    })
+}
+
+fn book_input_to(details: &BookDetails) -> StorageResult<types::BookInput> {
+    Ok(types::BookInput {
+        title: types::BookInputTitle::try_from(details.title.as_str())
+            .map_err(|err| not_sent("title", err))?,
+        author: types::BookInputAuthor::try_from(details.author.as_str())
+            .map_err(|err| not_sent("author", err))?,
+        price: types::Money(details.price.minor_units()),
+        currency: types::Currency::try_from(details.currency.as_str())
+            .map_err(|err| not_sent("currency", err))?,
+        quantity: types::Stock(details.stock.get()),
+    })
+}
+
+fn invalid(err: InvalidValue) -> StorageError {
+    broken_answer(format!("an invalid value: {err}"))
+}
+
+fn quantity_from(quantity: types::Quantity) -> StorageResult<Quantity> {
+    Quantity::new(i64::from(quantity.0.get())).map_err(invalid)
+}
+
+fn order_from(order: types::Order) -> StorageResult<Order> {
+    let quantity = quantity_from(order.quantity)?;
+    let unit_price = Money::new(order.unit_price.0).map_err(invalid)?;
+    let total_price = Money::new(order.total_price.0).map_err(invalid)?;
+    if unit_price.times(quantity) != total_price {
+        return Err(broken_answer(format!(
+            "order {} with a total of {} for {} copies at {}",
+            order.id,
+            total_price.minor_units(),
+            quantity.get(),
+            unit_price.minor_units()
+        )));
+    }
+    Ok(Order {
+        id: OrderId(order.id),
+        book_id: BookId::parse(&order.book_id).map_err(invalid)?,
+        user_id: UserId::parse(&order.user_id).map_err(invalid)?,
+        quantity,
+        status: status_from(order.status),
+        reason: order.reason.map(String::from),
+        stock_held: order.stock_held,
+        unit_price,
+        total_price,
+        currency: Currency::parse(&order.currency).map_err(invalid)?,
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+    })
+}
+
+fn book_from(book: types::Book) -> StorageResult<Book> {
+    Ok(Book {
+        id: BookId::parse(&book.id).map_err(invalid)?,
+        details: BookDetails {
+            title: book.title,
+            author: book.author,
+            price: Money::new(book.price.0).map_err(invalid)?,
+            currency: Currency::parse(&book.currency).map_err(invalid)?,
+            stock: Stock::new(book.quantity.0).map_err(invalid)?,
+        },
+    })
+}
+
+fn allocation_from(allocation: types::StockAllocation) -> StorageResult<StockAllocation> {
+    Ok(StockAllocation {
+        order_id: OrderId(allocation.order_id),
+        book_id: BookId::parse(&allocation.book_id).map_err(invalid)?,
+        quantity: quantity_from(allocation.quantity)?,
+        state: allocation_state_from(allocation.state),
+        book_stock: Stock::new(allocation.book_stock.0).map_err(invalid)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use reqwest::header::HeaderMap;
+    use serde_json::json;
+
+    use super::*;
+
+    fn problem(status: u16, type_: &str, fields: &[&str]) -> types::Problem {
+        types::Problem {
+            detail: Some("what happened".to_owned()),
+            errors: fields
+                .iter()
+                .map(|field| types::FieldError {
+                    field: (*field).to_owned(),
+                    message: "is wrong".to_owned(),
+                })
+                .collect(),
+            instance: None,
+            status: i32::from(status),
+            title: "A title".to_owned(),
+            type_: type_.to_owned(),
+        }
+    }
+
+    fn documented(status: u16, type_: &str, fields: &[&str]) -> ClientError<types::Problem> {
+        ClientError::ErrorResponse(ResponseValue::new(
+            problem(status, type_, fields),
+            StatusCode::from_u16(status).unwrap(),
+            HeaderMap::new(),
+        ))
+    }
+
+    fn undocumented(status: u16) -> ClientError<types::Problem> {
+        let response = poem::http::Response::builder()
+            .status(status)
+            .body("<html>Bad gateway</html>")
+            .unwrap();
+        ClientError::UnexpectedResponse(reqwest::Response::from(response))
+    }
+
+    fn chain(err: &StorageError) -> String {
+        ErrorChain(err).to_string()
+    }
+
+    #[test]
+    fn documented_refusals_map_to_their_kind() {
+        assert!(matches!(
+            classify(documented(404, "/problems/not-found", &[])),
+            StorageError::NotFound
+        ));
+        assert!(matches!(
+            classify(documented(409, "/problems/out-of-stock", &[])),
+            StorageError::OutOfStock { available: 0 }
+        ));
+        assert!(matches!(
+            classify(documented(422, "/problems/unknown-book", &[])),
+            StorageError::UnknownBook
+        ));
+        assert!(matches!(
+            classify(documented(400, "/problems/invalid-request", &["cursor"])),
+            StorageError::InvalidCursor
+        ));
+    }
+
+    #[test]
+    fn conflicts_and_refusals_keep_the_problem_text() {
+        let StorageError::Conflict(text) = classify(documented(409, "/problems/conflict", &[]))
+        else {
+            panic!("a 409 that is not out-of-stock is a conflict");
+        };
+        assert_eq!(text, "A title (/problems/conflict): what happened");
+
+        let StorageError::Refused(text) =
+            classify(documented(400, "/problems/invalid-request", &["/quantity"]))
+        else {
+            panic!("a 400 that does not name the cursor is a refusal");
+        };
+        assert_eq!(
+            text,
+            "A title (/problems/invalid-request): what happened [/quantity: is wrong]"
+        );
+    }
+
+    #[test]
+    fn server_errors_and_overload_are_retryable() {
+        for err in [
+            documented(500, "/problems/internal", &[]),
+            documented(503, "/problems/unavailable", &[]),
+            undocumented(408),
+            undocumented(429),
+            undocumented(502),
+            undocumented(504),
+        ] {
+            let classified = classify(err);
+            assert!(classified.is_retryable(), "{}", chain(&classified));
+        }
+        let err = classify(documented(503, "/problems/unavailable", &[]));
+        assert!(chain(&err).contains("503 Service Unavailable: A title"));
+    }
+
+    #[test]
+    fn undocumented_statuses_are_failures_whatever_they_say() {
+        for status in [200, 204, 401, 404, 409, 413] {
+            let err = classify(undocumented(status));
+            assert!(
+                matches!(err, StorageError::Failed(_)),
+                "{status}: {}",
+                chain(&err)
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_that_is_not_the_contracts_json_is_retryable() {
+        let body = b"<html>oops</html>".as_slice();
+        let parse_error = serde_json::from_slice::<types::Problem>(body).unwrap_err();
+        let err = classify(ClientError::InvalidResponsePayload(
+            body.into(),
+            parse_error,
+        ));
+        assert!(matches!(err, StorageError::Unavailable(_)));
+        assert!(chain(&err).contains("<html>oops</html>"));
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_a_failure() {
+        let err = reqwest::Client::new()
+            .get("http://[not-a-host/")
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            classify(ClientError::CommunicationError(err)),
+            StorageError::Failed(_)
+        ));
+        assert!(matches!(
+            classify(ClientError::InvalidRequest("bad".to_owned())),
+            StorageError::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn long_problem_texts_are_cut() {
+        let mut long = problem(409, "/problems/conflict", &[]);
+        long.detail = Some("é".repeat(1000));
+        let text = problem_text(&long);
+        assert_eq!(text.chars().count(), MAX_EXCERPT_CHARS + 1);
+        assert!(text.ends_with('…'));
+    }
+
+    fn quick_policy(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            first_backoff: Duration::from_millis(1),
+            backoff_factor: 2,
+        }
+    }
+
+    fn unavailable() -> StorageError {
+        StorageError::Unavailable(Answer("down".to_owned()).into())
+    }
+
+    #[tokio::test]
+    async fn retries_transient_failures_up_to_the_attempts() {
+        let calls = AtomicU32::new(0);
+        let result: StorageResult<()> = retry("test", quick_policy(3), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(unavailable()) }
+        })
+        .await;
+        assert!(matches!(result, Err(StorageError::Unavailable(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn stops_retrying_at_the_first_success() {
+        let calls = AtomicU32::new(0);
+        let result = retry("test", quick_policy(3), || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call == 0 {
+                    Err(unavailable())
+                } else {
+                    Ok(call)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn never_retries_a_permanent_answer() {
+        let calls = AtomicU32::new(0);
+        let result: StorageResult<()> = retry("test", quick_policy(3), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(StorageError::NotFound) }
+        })
+        .await;
+        assert!(matches!(result, Err(StorageError::NotFound)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_default_backoff_is_50_then_200_ms() {
+        let config = HttpStorageConfig::default();
+        let policy = RetryPolicy {
+            attempts: config.attempts,
+            first_backoff: config.first_backoff,
+            backoff_factor: config.backoff_factor,
+        };
+        assert_eq!(policy.backoff(1), Duration::from_millis(50));
+        assert_eq!(policy.backoff(2), Duration::from_millis(200));
+    }
+
+    fn order_json() -> serde_json::Value {
+        json!({
+            "id": "0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f",
+            "bookId": "book-1",
+            "userId": "user-17",
+            "quantity": 2,
+            "status": "rejected",
+            "reason": "not enough stock",
+            "stockHeld": false,
+            "unitPrice": 3999,
+            "totalPrice": 7998,
+            "currency": "EUR",
+            "createdAt": "2026-11-24T10:15:30Z",
+            "updatedAt": "2026-11-24T10:15:31Z"
+        })
+    }
+
+    fn wire<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn an_order_answer_becomes_a_domain_order() {
+        let order = order_from(wire(order_json())).unwrap();
+        assert_eq!(order.id.to_string(), "0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f");
+        assert_eq!(order.book_id.as_str(), "book-1");
+        assert_eq!(order.user_id.as_str(), "user-17");
+        assert_eq!(order.quantity.get(), 2);
+        assert_eq!(order.status, OrderStatus::Rejected);
+        assert_eq!(order.reason.as_deref(), Some("not enough stock"));
+        assert!(!order.stock_held);
+        assert_eq!(order.unit_price.minor_units(), 3999);
+        assert_eq!(order.total_price.minor_units(), 7998);
+        assert_eq!(order.currency.as_str(), "EUR");
+        assert_eq!(order.created_at.to_rfc3339(), "2026-11-24T10:15:30+00:00");
+        assert_eq!(order.updated_at.to_rfc3339(), "2026-11-24T10:15:31+00:00");
+    }
+
+    #[test]
+    fn an_order_answer_that_breaks_a_domain_rule_is_a_failure() {
+        let mut wrong_total = order_json();
+        wrong_total["totalPrice"] = json!(7000);
+        let mut huge_price = order_json();
+        huge_price["unitPrice"] = json!(Money::MAX + 1);
+        let mut negative_total = order_json();
+        negative_total["totalPrice"] = json!(-1);
+        for answer in [wrong_total, huge_price, negative_total] {
+            assert!(matches!(
+                order_from(wire(answer)),
+                Err(StorageError::Failed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn order_statuses_map_both_ways() {
+        for status in [
+            OrderStatus::Pending,
+            OrderStatus::Confirmed,
+            OrderStatus::Rejected,
+            OrderStatus::Failed,
+        ] {
+            let sent = status_to(status);
+            assert_eq!(sent.to_string(), status.as_str());
+            assert_eq!(status_from(sent), status);
+        }
+    }
+
+    #[test]
+    fn a_book_answer_becomes_a_domain_book_and_bad_stock_fails() {
+        let answer = json!({
+            "id": "book-1",
+            "title": "The Rust Programming Language",
+            "author": "Steve Klabnik and Carol Nichols",
+            "price": 3999,
+            "currency": "EUR",
+            "quantity": 10
+        });
+        let book = book_from(wire(answer.clone())).unwrap();
+        assert_eq!(book.id.as_str(), "book-1");
+        assert_eq!(book.details.title, "The Rust Programming Language");
+        assert_eq!(book.details.author, "Steve Klabnik and Carol Nichols");
+        assert_eq!(book.details.price.minor_units(), 3999);
+        assert_eq!(book.details.currency.as_str(), "EUR");
+        assert_eq!(book.details.stock.get(), 10);
+
+        let mut negative = answer;
+        negative["quantity"] = json!(-1);
+        assert!(matches!(
+            book_from(wire(negative)),
+            Err(StorageError::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn an_allocation_answer_becomes_a_domain_allocation() {
+        let allocation = allocation_from(wire(json!({
+            "orderId": "0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f",
+            "bookId": "book-1",
+            "quantity": 2,
+            "state": "returned",
+            "bookStock": 8
+        })))
+        .unwrap();
+        assert_eq!(allocation.book_id.as_str(), "book-1");
+        assert_eq!(allocation.quantity.get(), 2);
+        assert_eq!(allocation.state, AllocationState::Returned);
+        assert_eq!(allocation.book_stock.get(), 8);
+    }
+
+    #[test]
+    fn requests_have_the_shape_of_the_contract() {
+        let order = NewOrder {
+            id: OrderId(uuid::Uuid::nil()),
+            book_id: BookId::parse("book-1").unwrap(),
+            user_id: UserId::parse("user-17").unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_value(new_order_to(&order).unwrap()).unwrap(),
+            json!({
+                "orderId": "00000000-0000-0000-0000-000000000000",
+                "bookId": "book-1",
+                "userId": "user-17",
+                "quantity": 2,
+                "status": "pending"
+            })
+        );
+
+        let change = StatusChange {
+            from: OrderStatus::Pending,
+            to: OrderStatus::Rejected,
+            reason: Some("no stock".to_owned()),
+        };
+        assert_eq!(
+            serde_json::to_value(status_change_to(&change).unwrap()).unwrap(),
+            json!({"from": "pending", "to": "rejected", "reason": "no stock"})
+        );
+    }
+
+    #[test]
+    fn values_the_contract_refuses_are_not_sent() {
+        let change = StatusChange {
+            from: OrderStatus::Pending,
+            to: OrderStatus::Failed,
+            reason: Some("x".repeat(501)),
+        };
+        assert!(matches!(
+            status_change_to(&change),
+            Err(StorageError::Refused(_))
+        ));
+
+        let details = BookDetails {
+            title: String::new(),
+            author: "someone".to_owned(),
+            price: Money::new(100).unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            stock: Stock::new(1).unwrap(),
+        };
+        assert!(matches!(
+            book_input_to(&details),
+            Err(StorageError::Refused(_))
+        ));
+
+        assert!(matches!(
+            cursor_to(&Cursor("not a cursor!".to_owned())),
+            Err(StorageError::InvalidCursor)
+        ));
+        assert!(cursor_to(&Cursor("abc_DEF-123".to_owned())).is_ok());
+    }
+
+    #[test]
+    fn the_base_url_is_checked_and_trimmed() {
+        let storage =
+            HttpStorage::new("http://localhost:8083/", HttpStorageConfig::default()).unwrap();
+        assert_eq!(storage.base_url(), "http://localhost:8083");
+        let storage =
+            HttpStorage::new("http://storage/api/", HttpStorageConfig::default()).unwrap();
+        assert_eq!(storage.base_url(), "http://storage/api");
+
+        for url in [
+            "",
+            "localhost:8083",
+            "ftp://storage",
+            "https://storage",
+            "http://storage/?a=b",
+        ] {
+            assert!(
+                matches!(
+                    HttpStorage::new(url, HttpStorageConfig::default()),
+                    Err(HttpStorageSetupError::InvalidUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+        let no_attempts = HttpStorageConfig {
+            attempts: 0,
+            ..HttpStorageConfig::default()
+        };
+        assert!(matches!(
+            HttpStorage::new("http://storage", no_attempts),
+            Err(HttpStorageSetupError::InvalidConfig(_))
+        ));
+    }
+}

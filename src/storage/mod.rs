@@ -1,0 +1,4 @@
+//! Adapters of the storage port.
+
+pub mod http;
+pub mod sqlite;

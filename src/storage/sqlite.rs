@@ -1,0 +1,1693 @@
+//! The embedded store: the storage port over one SQLite file, so that the Order Processor runs
+//! without a remote Storage Service. The database itself enforces the stock rules, so that
+//! not even two processes sharing the file can oversell.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::FromSql;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::domain::model::{
+    AllocationState, Book, BookDetails, BookId, Currency, Cursor, InvalidValue, Money, NewOrder,
+    Order, OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
+    StockAllocation, UserId,
+};
+use crate::domain::storage::{Storage, StorageError, StorageResult};
+
+/// How long a statement waits for another connection's write lock before the call fails as
+/// `Unavailable`: long enough to ride out any transaction of this store, short enough that a
+/// stuck lock reaches the caller, who may retry.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema steps in order; `PRAGMA user_version` counts the steps a file has had. Append new
+/// steps and never edit a released one: files in the field have already run it.
+const MIGRATIONS: &[&str] = &[
+    // 1: the catalogue, the orders and the stock each order took.
+    "CREATE TABLE books (
+        id       TEXT    NOT NULL PRIMARY KEY,
+        title    TEXT    NOT NULL,
+        author   TEXT    NOT NULL,
+        price    INTEGER NOT NULL CHECK (price >= 0),
+        currency TEXT    NOT NULL,
+        -- The last line of defence against overselling: no statement can leave less than 0.
+        stock    INTEGER NOT NULL CHECK (stock >= 0)
+    ) STRICT;
+
+    CREATE TABLE orders (
+        -- AUTOINCREMENT never reuses a number, so a cursor keeps its place even after the
+        -- newest order is deleted by hand.
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT    NOT NULL UNIQUE,
+        book_id       TEXT    NOT NULL REFERENCES books (id),
+        user_id       TEXT    NOT NULL,
+        quantity      INTEGER NOT NULL CHECK (quantity > 0),
+        status        TEXT    NOT NULL
+                      CHECK (status IN ('pending', 'confirmed', 'rejected', 'failed')),
+        reason        TEXT,
+        stock_held    INTEGER NOT NULL CHECK (stock_held IN (0, 1)),
+        unit_price    INTEGER NOT NULL CHECK (unit_price >= 0),
+        total_price   INTEGER NOT NULL CHECK (total_price >= 0),
+        currency      TEXT    NOT NULL,
+        created_at_us INTEGER NOT NULL,
+        updated_at_us INTEGER NOT NULL,
+        CHECK (status <> 'confirmed' OR stock_held = 1)
+    ) STRICT;
+
+    CREATE INDEX orders_by_user ON orders (user_id, seq);
+
+    -- One row per order, ever: a returned row stays as a tombstone so that a late or repeated
+    -- take cannot take the stock again.
+    CREATE TABLE allocations (
+        order_id TEXT    NOT NULL PRIMARY KEY REFERENCES orders (id),
+        book_id  TEXT    NOT NULL REFERENCES books (id),
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        state    TEXT    NOT NULL CHECK (state IN ('held', 'returned'))
+    ) STRICT;",
+];
+
+const BOOK_COLUMNS: &str = "id, title, author, price, currency, stock";
+
+const ORDER_COLUMNS: &str = "id, book_id, user_id, quantity, status, reason, stock_held, \
+     unit_price, total_price, currency, created_at_us, updated_at_us";
+
+/// A demo catalogue: stocks run down to 1 and 0 so that the out-of-stock path can be tried
+/// straight away.
+struct DemoBook {
+    id: &'static str,
+    title: &'static str,
+    author: &'static str,
+    price_cents: i64,
+    stock: i64,
+}
+
+const DEMO_CURRENCY: &str = "EUR";
+
+const DEMO_CATALOGUE: [DemoBook; 5] = [
+    DemoBook {
+        id: "book-1",
+        title: "The Rust Programming Language",
+        author: "Steve Klabnik and Carol Nichols",
+        price_cents: 3999,
+        stock: 10,
+    },
+    DemoBook {
+        id: "book-2",
+        title: "Designing Data-Intensive Applications",
+        author: "Martin Kleppmann",
+        price_cents: 4550,
+        stock: 5,
+    },
+    DemoBook {
+        id: "book-3",
+        title: "Zero To Production In Rust",
+        author: "Luca Palmieri",
+        price_cents: 3900,
+        stock: 3,
+    },
+    DemoBook {
+        id: "book-4",
+        title: "Rust for Rustaceans",
+        author: "Jon Gjengset",
+        price_cents: 3499,
+        stock: 1,
+    },
+    DemoBook {
+        id: "book-5",
+        title: "Programming Rust",
+        author: "Jim Blandy, Jason Orendorff and Leonora F. S. Tindall",
+        price_cents: 5499,
+        stock: 0,
+    },
+];
+
+/// The storage port over a SQLite file. Clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// One connection: SQLite admits one writer at a time anyway, and a single connection
+    /// makes this process's operations queue here instead of on the busy timeout.
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it and its parent directories if needed, and
+    /// brings its schema up to date.
+    pub fn open(path: &Path) -> StorageResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StorageError::Failed(format!("cannot create {}: {e}", parent.display()).into())
+            })?;
+        }
+        let opening = |e: rusqlite::Error| match classify(e) {
+            StorageError::Failed(e) => StorageError::Failed(
+                format!("cannot open the SQLite database {}: {e}", path.display()).into(),
+            ),
+            other => other,
+        };
+        let mut conn = Connection::open(path).map_err(opening)?;
+        configure(&mut conn).map_err(opening)?;
+        migrate(&mut conn).map_err(|e| match e {
+            OpError::Sql(e) => opening(e),
+            OpError::Storage(e) => e,
+        })?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    /// The file this store keeps its data in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the demo catalogue into a store that has no book yet; answers whether it did.
+    /// A store that has any book is left alone, so that restarts never undo sales or
+    /// restocking.
+    pub async fn seed_demo_catalogue(&self) -> StorageResult<bool> {
+        self.run(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let has_books: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM books)", [], |r| r.get(0))?;
+            if has_books {
+                return Ok(false);
+            }
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO books (id, title, author, price, currency, stock)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for book in &DEMO_CATALOGUE {
+                    insert.execute(params![
+                        book.id,
+                        book.title,
+                        book.author,
+                        book.price_cents,
+                        DEMO_CURRENCY,
+                        book.stock
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Runs `op` on the connection off the async threads, since every SQLite call blocks.
+    async fn run<T, F>(&self, op: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, OpError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let joined = tokio::task::spawn_blocking(move || {
+            // A panic inside an operation poisons the lock. Its transaction has rolled back,
+            // but the bug that panicked is still there: fail loudly, and let the health check
+            // report it, rather than go on as if nothing happened.
+            let mut conn = conn.lock().map_err(|_| {
+                StorageError::Failed(
+                    "the SQLite connection is unusable: an earlier operation panicked".into(),
+                )
+            })?;
+            op(&mut conn).map_err(StorageError::from)
+        })
+        .await;
+        joined.unwrap_or_else(|e| Err(StorageError::Failed(Box::new(e))))
+    }
+}
+
+/// Settings that live on the connection, not in the file, so every open sets them again.
+fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers go on while the one writer writes. With WAL, NORMAL still keeps the
+    // file consistent through any crash; only a power cut may lose the last few commits, a
+    // fair price for not syncing the disk on every commit.
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "SQLite did not switch to WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Off by default in SQLite, per connection.
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Applies the schema steps this file has not had, all in one transaction, so that a crash
+/// or a second process opening the file at the same time never leaves half a schema.
+fn migrate(conn: &mut Connection) -> Result<(), OpError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len();
+    let done = usize::try_from(version)
+        .ok()
+        .filter(|done| *done <= known)
+        .ok_or_else(|| {
+            StorageError::Failed(
+                format!(
+                    "the database has schema version {version}, this build knows up to \
+                     {known}: it was written by a newer build, or is not this service's"
+                )
+                .into(),
+            )
+        })?;
+    if done == known {
+        return Ok(());
+    }
+    for step in &MIGRATIONS[done..] {
+        tx.execute_batch(step)?;
+    }
+    // `known` is the length of a small constant table: it always fits.
+    tx.pragma_update(None, "user_version", known as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// What an operation on the connection can fail with: a SQLite error, classified only at
+/// the end, or an answer of the port.
+enum OpError {
+    Sql(rusqlite::Error),
+    Storage(StorageError),
+}
+
+impl From<rusqlite::Error> for OpError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StorageError> for OpError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// A stored value that breaks the domain's rules: the file was changed behind the store.
+impl From<InvalidValue> for OpError {
+    fn from(e: InvalidValue) -> Self {
+        Self::Storage(StorageError::Failed(
+            format!("a stored record breaks its rules: {e}").into(),
+        ))
+    }
+}
+
+impl From<OpError> for StorageError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Sql(e) => classify(e),
+            OpError::Storage(e) => e,
+        }
+    }
+}
+
+/// Busy and locked mean another connection holds the file for now: worth a retry. Anything
+/// else from SQLite is a bug, a broken file or a full disk, which a retry does not mend.
+fn classify(e: rusqlite::Error) -> StorageError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StorageError::Unavailable(Box::new(e))
+        }
+        _ => StorageError::Failed(Box::new(e)),
+    }
+}
+
+fn not_found() -> OpError {
+    StorageError::NotFound.into()
+}
+
+fn conflict(message: String) -> OpError {
+    StorageError::Conflict(message).into()
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+fn order_key(id: OrderId) -> String {
+    id.0.as_hyphenated().to_string()
+}
+
+/// Reads column `idx` and checks it with the domain's own parser, so that a record read
+/// back has passed the same rules as one that came in.
+fn checked<T, U>(
+    row: &Row<'_>,
+    idx: usize,
+    parse: impl FnOnce(T) -> Result<U, InvalidValue>,
+) -> rusqlite::Result<U>
+where
+    T: FromSql,
+{
+    let raw: T = row.get(idx)?;
+    parse(raw).map_err(|e| {
+        let data_type = row
+            .get_ref(idx)
+            .map(|v| v.data_type())
+            .unwrap_or(rusqlite::types::Type::Null);
+        rusqlite::Error::FromSqlConversionFailure(idx, data_type, Box::new(e))
+    })
+}
+
+fn timestamp(micros: i64) -> Result<DateTime<Utc>, InvalidValue> {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .ok_or_else(|| InvalidValue(format!("{micros} is not a time in microseconds")))
+}
+
+fn order_id(value: String) -> Result<OrderId, InvalidValue> {
+    Uuid::parse_str(&value)
+        .map(OrderId)
+        .map_err(|e| InvalidValue(format!("order id {value:?}: {e}")))
+}
+
+fn allocation_state(value: String) -> Result<AllocationState, InvalidValue> {
+    match value.as_str() {
+        "held" => Ok(AllocationState::Held),
+        "returned" => Ok(AllocationState::Returned),
+        other => Err(InvalidValue(format!("unknown allocation state {other:?}"))),
+    }
+}
+
+fn state_name(state: AllocationState) -> &'static str {
+    match state {
+        AllocationState::Held => "held",
+        AllocationState::Returned => "returned",
+    }
+}
+
+/// A row of `BOOK_COLUMNS`.
+fn book_from_row(row: &Row<'_>) -> rusqlite::Result<Book> {
+    let id = checked(row, 0, |v: String| BookId::parse(&v))?;
+    let details = BookDetails {
+        title: row.get(1)?,
+        author: row.get(2)?,
+        price: checked(row, 3, Money::new)?,
+        currency: checked(row, 4, |v: String| Currency::parse(&v))?,
+        stock: checked(row, 5, Stock::new)?,
+    };
+    Ok(details.with_id(id))
+}
+
+/// A row that starts with `ORDER_COLUMNS`.
+fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
+    Ok(Order {
+        id: checked(row, 0, order_id)?,
+        book_id: checked(row, 1, |v: String| BookId::parse(&v))?,
+        user_id: checked(row, 2, |v: String| UserId::parse(&v))?,
+        quantity: checked(row, 3, Quantity::new)?,
+        status: checked(row, 4, |v: String| OrderStatus::parse(&v))?,
+        reason: row.get(5)?,
+        stock_held: row.get(6)?,
+        unit_price: checked(row, 7, Money::new)?,
+        total_price: checked(row, 8, Money::new)?,
+        currency: checked(row, 9, |v: String| Currency::parse(&v))?,
+        created_at: checked(row, 10, timestamp)?,
+        updated_at: checked(row, 11, timestamp)?,
+    })
+}
+
+fn select_order(conn: &Connection, key: &str) -> rusqlite::Result<Option<Order>> {
+    conn.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))?
+        .query_row([key], order_from_row)
+        .optional()
+}
+
+/// The order's allocation with its book's stock now.
+fn select_allocation(conn: &Connection, key: &str) -> rusqlite::Result<Option<StockAllocation>> {
+    conn.prepare_cached(
+        "SELECT a.order_id, a.book_id, a.quantity, a.state, b.stock
+         FROM allocations a JOIN books b ON b.id = a.book_id
+         WHERE a.order_id = ?1",
+    )?
+    .query_row([key], |row| {
+        Ok(StockAllocation {
+            order_id: checked(row, 0, order_id)?,
+            book_id: checked(row, 1, |v: String| BookId::parse(&v))?,
+            quantity: checked(row, 2, Quantity::new)?,
+            state: checked(row, 3, allocation_state)?,
+            book_stock: checked(row, 4, Stock::new)?,
+        })
+    })
+    .optional()
+}
+
+/// The book's stock; the foreign keys guarantee that an order's book exists, so a missing
+/// one is a broken file and fails.
+fn book_stock(conn: &Connection, book_id: &BookId) -> Result<Stock, OpError> {
+    let stock: i64 = conn
+        .prepare_cached("SELECT stock FROM books WHERE id = ?1")?
+        .query_row([book_id.as_str()], |row| row.get(0))?;
+    Ok(Stock::new(stock)?)
+}
+
+fn insert_allocation(
+    conn: &Connection,
+    order: &Order,
+    state: AllocationState,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO allocations (order_id, book_id, quantity, state) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        order_key(order.id),
+        order.book_id.as_str(),
+        order.quantity.get(),
+        state_name(state)
+    ])?;
+    Ok(())
+}
+
+fn set_stock_held(conn: &Connection, key: &str, held: bool) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE orders SET stock_held = ?2, updated_at_us = ?3 WHERE id = ?1")?
+        .execute(params![key, held, now_micros()])?;
+    Ok(())
+}
+
+fn create_order(conn: &mut Connection, new: &NewOrder) -> Result<Recorded, OpError> {
+    let key = order_key(new.id);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(existing) = select_order(&tx, &key)? {
+        return if existing.matches(new) {
+            Ok(Recorded {
+                order: existing,
+                created: false,
+            })
+        } else {
+            Err(conflict(format!(
+                "order {} already exists with another book, user or quantity",
+                new.id
+            )))
+        };
+    }
+    // Price and currency are copied from the book inside the insert, so the order carries
+    // the price the book had at that instant whatever happens to the book afterwards.
+    let inserted = tx
+        .prepare_cached(&format!(
+            "INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
+                                 unit_price, total_price, currency, created_at_us, updated_at_us)
+             SELECT ?1, id, ?3, ?4, 'pending', NULL, 0, price, price * ?4, currency, ?5, ?5
+             FROM books WHERE id = ?2
+             RETURNING {ORDER_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                key,
+                new.book_id.as_str(),
+                new.user_id.as_str(),
+                new.quantity.get(),
+                now_micros()
+            ],
+            order_from_row,
+        )
+        .optional()?;
+    let order = inserted.ok_or(StorageError::UnknownBook)?;
+    tx.commit()?;
+    Ok(Recorded {
+        order,
+        created: true,
+    })
+}
+
+fn encode_cursor(seq: i64) -> Cursor {
+    Cursor(seq.to_string())
+}
+
+fn decode_cursor(cursor: &Cursor) -> StorageResult<i64> {
+    let text = cursor.0.as_str();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StorageError::InvalidCursor);
+    }
+    text.parse::<i64>()
+        .ok()
+        .filter(|seq| *seq > 0)
+        .ok_or(StorageError::InvalidCursor)
+}
+
+fn list_orders(conn: &Connection, query: &OrderQuery) -> Result<Page<Order>, OpError> {
+    // Keyset pagination on the insertion sequence: a page starts strictly below the last
+    // item seen, so orders created meanwhile (always above) can neither shift nor repeat it.
+    let before = match &query.cursor {
+        Some(cursor) => decode_cursor(cursor)?,
+        None => i64::MAX,
+    };
+    let limit = query.limit.get() as usize;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS}, seq FROM orders
+         WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) AND seq < ?3
+         ORDER BY seq DESC
+         LIMIT ?4"
+    ))?;
+    // One more than asked tells whether a next page exists without a second query.
+    let rows = stmt.query_map(
+        params![
+            query.user_id.as_str(),
+            query.status.map(OrderStatus::as_str),
+            before,
+            i64::from(query.limit.get()) + 1
+        ],
+        |row| Ok((order_from_row(row)?, row.get::<_, i64>(12)?)),
+    )?;
+    let mut items = Vec::with_capacity(limit + 1);
+    let mut last_seq = None;
+    for row in rows {
+        let (order, seq) = row?;
+        if items.len() == limit {
+            return Ok(Page {
+                items,
+                next_cursor: last_seq.map(encode_cursor),
+            });
+        }
+        items.push(order);
+        last_seq = Some(seq);
+    }
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+fn change_status(
+    conn: &mut Connection,
+    id: OrderId,
+    change: &StatusChange,
+) -> Result<Order, OpError> {
+    if !change.from.can_become(change.to) {
+        return Err(StorageError::Refused(format!(
+            "an order cannot move from {} to {}",
+            change.from.as_str(),
+            change.to.as_str()
+        ))
+        .into());
+    }
+    let key = order_key(id);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = select_order(&tx, &key)?.ok_or_else(not_found)?;
+    // Only `from` can become `to`, and only pending moves: an order already in `to` made
+    // this very change before, so a retry answers as the first call did.
+    if current.status == change.to {
+        return Ok(current);
+    }
+    if current.status != change.from {
+        return Err(conflict(format!(
+            "order {id} is {}, not {}",
+            current.status.as_str(),
+            change.from.as_str()
+        )));
+    }
+    if change.to == OrderStatus::Confirmed && !current.stock_held {
+        return Err(conflict(format!(
+            "order {id} does not hold its stock, so it cannot be confirmed"
+        )));
+    }
+    let reason = match change.to {
+        OrderStatus::Confirmed => None,
+        _ => change.reason.as_deref(),
+    };
+    // The conditions repeat the checks above in the database, so that the rule holds even
+    // if this function is ever called outside its transaction.
+    let updated = tx
+        .prepare_cached(&format!(
+            "UPDATE orders SET status = ?2, reason = ?3, updated_at_us = ?4
+             WHERE id = ?1 AND status = ?5 AND (?2 <> 'confirmed' OR stock_held = 1)
+             RETURNING {ORDER_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                key,
+                change.to.as_str(),
+                reason,
+                now_micros(),
+                change.from.as_str()
+            ],
+            order_from_row,
+        )
+        .optional()?;
+    let order = updated
+        .ok_or_else(|| conflict(format!("order {id} changed while its status was being set")))?;
+    tx.commit()?;
+    Ok(order)
+}
+
+fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpError> {
+    let key = order_key(id);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
+    match select_allocation(&tx, &key)? {
+        Some(held) if held.state == AllocationState::Held => return Ok(held),
+        Some(_) => {
+            return Err(conflict(format!(
+                "order {id} has given its stock back and cannot take it again"
+            )));
+        }
+        None => {}
+    }
+    if order.status != OrderStatus::Pending {
+        return Err(conflict(format!(
+            "order {id} is {}; only a pending order takes stock",
+            order.status.as_str()
+        )));
+    }
+    // Check and decrement in one statement: the database, not this process, decides
+    // whether there is enough, so no reader of an older stock level can oversell.
+    let quantity = i64::from(order.quantity.get());
+    let taken: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE books SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2 RETURNING stock",
+        )?
+        .query_row(params![order.book_id.as_str(), quantity], |row| row.get(0))
+        .optional()?;
+    let Some(stock) = taken else {
+        let available = book_stock(&tx, &order.book_id)?.get();
+        return Err(StorageError::OutOfStock { available }.into());
+    };
+    insert_allocation(&tx, &order, AllocationState::Held)?;
+    set_stock_held(&tx, &key, true)?;
+    let book_stock = Stock::new(stock)?;
+    tx.commit()?;
+    Ok(StockAllocation {
+        order_id: order.id,
+        book_id: order.book_id,
+        quantity: order.quantity,
+        state: AllocationState::Held,
+        book_stock,
+    })
+}
+
+fn return_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpError> {
+    let key = order_key(id);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
+    if order.status == OrderStatus::Confirmed {
+        return Err(conflict(format!(
+            "order {id} is confirmed and keeps its stock"
+        )));
+    }
+    let allocation = match select_allocation(&tx, &key)? {
+        Some(returned) if returned.state == AllocationState::Returned => return Ok(returned),
+        Some(held) => {
+            let stock: i64 = tx
+                .prepare_cached(
+                    "UPDATE books SET stock = stock + ?2 WHERE id = ?1 RETURNING stock",
+                )?
+                .query_row(params![held.book_id.as_str(), held.quantity.get()], |row| {
+                    row.get(0)
+                })?;
+            tx.prepare_cached("UPDATE allocations SET state = 'returned' WHERE order_id = ?1")?
+                .execute([&key])?;
+            set_stock_held(&tx, &key, false)?;
+            StockAllocation {
+                state: AllocationState::Returned,
+                book_stock: Stock::new(stock)?,
+                ..held
+            }
+        }
+        None => {
+            // Nothing to give back, but the closed allocation must exist: a take that was
+            // sent before this call and arrives after it would otherwise still succeed.
+            insert_allocation(&tx, &order, AllocationState::Returned)?;
+            StockAllocation {
+                book_stock: book_stock(&tx, &order.book_id)?,
+                order_id: order.id,
+                book_id: order.book_id,
+                quantity: order.quantity,
+                state: AllocationState::Returned,
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(allocation)
+}
+
+impl Storage for SqliteStore {
+    async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
+        let order = order.clone();
+        self.run(move |conn| create_order(conn, &order)).await
+    }
+
+    async fn order(&self, id: OrderId) -> StorageResult<Order> {
+        self.run(move |conn| select_order(conn, &order_key(id))?.ok_or_else(not_found))
+            .await
+    }
+
+    async fn orders(&self, query: &OrderQuery) -> StorageResult<Page<Order>> {
+        let query = query.clone();
+        self.run(move |conn| list_orders(conn, &query)).await
+    }
+
+    async fn change_status(&self, id: OrderId, change: &StatusChange) -> StorageResult<Order> {
+        let change = change.clone();
+        self.run(move |conn| change_status(conn, id, &change)).await
+    }
+
+    async fn take_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
+        self.run(move |conn| take_stock(conn, id)).await
+    }
+
+    async fn return_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
+        self.run(move |conn| return_stock(conn, id)).await
+    }
+
+    async fn book(&self, id: &BookId) -> StorageResult<Book> {
+        let id = id.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!("SELECT {BOOK_COLUMNS} FROM books WHERE id = ?1"))?
+                .query_row([id.as_str()], book_from_row)
+                .optional()?
+                .ok_or_else(not_found)
+        })
+        .await
+    }
+
+    async fn books(&self) -> StorageResult<Vec<Book>> {
+        self.run(|conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {BOOK_COLUMNS} FROM books ORDER BY id"))?;
+            let books = stmt
+                .query_map([], book_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(books)
+        })
+        .await
+    }
+
+    async fn put_book(&self, book: &Book) -> StorageResult<Book> {
+        let book = book.clone();
+        self.run(move |conn| {
+            // An upsert, not INSERT OR REPLACE: replacing deletes the row first, which the
+            // orders' foreign keys forbid once a book has been ordered.
+            let stored = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO books (id, title, author, price, currency, stock)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO UPDATE SET
+                         title = excluded.title,
+                         author = excluded.author,
+                         price = excluded.price,
+                         currency = excluded.currency,
+                         stock = excluded.stock
+                     RETURNING {BOOK_COLUMNS}"
+                ))?
+                .query_row(
+                    params![
+                        book.id.as_str(),
+                        book.details.title,
+                        book.details.author,
+                        book.details.price.minor_units(),
+                        book.details.currency.as_str(),
+                        book.details.stock.get()
+                    ],
+                    book_from_row,
+                )?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
+        let id = id.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!(
+                "UPDATE books SET stock = ?2 WHERE id = ?1 RETURNING {BOOK_COLUMNS}"
+            ))?
+            .query_row(params![id.as_str(), stock.get()], book_from_row)
+            .optional()?
+            .ok_or_else(not_found)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StorageResult<()> {
+        self.run(|conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::domain::model::PageLimit;
+
+    use super::*;
+
+    /// A directory of its own under the system's temp dir, removed when the test ends.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            Self(std::env::temp_dir().join(format!("sqlite-store-test-{}", Uuid::new_v4())))
+        }
+
+        /// A database path two directories down, so that `open` has to create them.
+        fn db(&self) -> PathBuf {
+            self.0.join("data").join("orders.db")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn book_id(id: &str) -> BookId {
+        BookId::parse(id).unwrap()
+    }
+
+    fn book(id: &str, price: i64, stock: i64) -> Book {
+        BookDetails {
+            title: format!("Title of {id}"),
+            author: "An Author".to_owned(),
+            price: Money::new(price).unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            stock: Stock::new(stock).unwrap(),
+        }
+        .with_id(book_id(id))
+    }
+
+    fn new_order(book: &str, user: &str, quantity: i64) -> NewOrder {
+        NewOrder {
+            id: OrderId::generate(),
+            book_id: book_id(book),
+            user_id: UserId::parse(user).unwrap(),
+            quantity: Quantity::new(quantity).unwrap(),
+        }
+    }
+
+    fn change(from: OrderStatus, to: OrderStatus, reason: Option<&str>) -> StatusChange {
+        StatusChange {
+            from,
+            to,
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    fn query(user: &str, limit: i64, cursor: Option<Cursor>) -> OrderQuery {
+        OrderQuery {
+            user_id: UserId::parse(user).unwrap(),
+            status: None,
+            limit: PageLimit::new(limit).unwrap(),
+            cursor,
+        }
+    }
+
+    /// A store on a fresh file with `book-1` at 12.50 EUR and `stock` copies.
+    async fn store_with_book(stock: i64) -> (TempDir, SqliteStore) {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.db()).unwrap();
+        store.put_book(&book("book-1", 1250, stock)).await.unwrap();
+        (dir, store)
+    }
+
+    async fn stock_of(store: &SqliteStore, id: &str) -> i64 {
+        store.book(&book_id(id)).await.unwrap().details.stock.get()
+    }
+
+    async fn place(store: &SqliteStore, quantity: i64) -> Order {
+        store
+            .create_order(&new_order("book-1", "user-1", quantity))
+            .await
+            .unwrap()
+            .order
+    }
+
+    #[tokio::test]
+    async fn open_creates_the_directories_and_puts_the_file_in_wal_mode() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.db()).unwrap();
+        assert!(dir.db().exists());
+        store.ping().await.unwrap();
+        let raw = Connection::open(dir.db()).unwrap();
+        let mode: String = raw
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn migrations_can_run_again_on_the_same_file_and_keep_its_data() {
+        let dir = TempDir::new();
+        let first = SqliteStore::open(&dir.db()).unwrap();
+        first.put_book(&book("book-1", 1250, 4)).await.unwrap();
+        let order = place(&first, 1).await;
+        drop(first);
+
+        let second = SqliteStore::open(&dir.db()).unwrap();
+        let third = SqliteStore::open(&dir.db()).unwrap();
+        assert_eq!(stock_of(&second, "book-1").await, 4);
+        assert_eq!(third.order(order.id).await.unwrap(), order);
+        let raw = Connection::open(dir.db()).unwrap();
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_file_from_a_newer_schema_is_refused_rather_than_misread() {
+        let dir = TempDir::new();
+        drop(SqliteStore::open(&dir.db()).unwrap());
+        Connection::open(dir.db())
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&dir.db()),
+            Err(StorageError::Failed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_demo_catalogue_is_seeded_only_into_an_empty_store() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.db()).unwrap();
+        assert!(store.seed_demo_catalogue().await.unwrap());
+        store
+            .set_stock(&book_id("book-1"), Stock::new(2).unwrap())
+            .await
+            .unwrap();
+        assert!(!store.seed_demo_catalogue().await.unwrap());
+
+        let books = store.books().await.unwrap();
+        let ids: Vec<&str> = books.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["book-1", "book-2", "book-3", "book-4", "book-5"]);
+        assert!(books.iter().all(|b| b.details.currency.as_str() == "EUR"));
+        assert_eq!(
+            books[0].details.stock.get(),
+            2,
+            "a second seed left sales alone"
+        );
+        assert_eq!(books[4].details.stock.get(), 0);
+
+        let other_dir = TempDir::new();
+        let other = SqliteStore::open(&other_dir.db()).unwrap();
+        other.put_book(&book("mine", 100, 1)).await.unwrap();
+        assert!(!other.seed_demo_catalogue().await.unwrap());
+        assert_eq!(other.books().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn create_order_records_a_pending_order_at_the_price_the_book_has_then() {
+        let (_dir, store) = store_with_book(10).await;
+        let new = new_order("book-1", "user-1", 3);
+        let recorded = store.create_order(&new).await.unwrap();
+        assert!(recorded.created);
+        let order = recorded.order;
+        assert!(order.matches(&new));
+        assert_eq!(order.status, OrderStatus::Pending);
+        assert_eq!(order.reason, None);
+        assert!(!order.stock_held);
+        assert_eq!(order.unit_price.minor_units(), 1250);
+        assert_eq!(order.total_price.minor_units(), 3750);
+        assert_eq!(order.currency.as_str(), "EUR");
+        assert_eq!(order.created_at, order.updated_at);
+
+        store.put_book(&book("book-1", 9999, 10)).await.unwrap();
+        assert_eq!(store.order(new.id).await.unwrap(), order);
+        assert_eq!(
+            stock_of(&store, "book-1").await,
+            10,
+            "recording takes no stock"
+        );
+    }
+
+    #[tokio::test]
+    async fn create_order_for_an_unknown_book_is_refused() {
+        let (_dir, store) = store_with_book(10).await;
+        let new = new_order("no-such-book", "user-1", 1);
+        assert!(matches!(
+            store.create_order(&new).await,
+            Err(StorageError::UnknownBook)
+        ));
+        assert!(matches!(
+            store.order(new.id).await,
+            Err(StorageError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn repeating_an_order_answers_the_existing_record_whatever_its_status() {
+        let (_dir, store) = store_with_book(10).await;
+        let new = new_order("book-1", "user-1", 2);
+        store.create_order(&new).await.unwrap();
+        let rejected = store
+            .change_status(
+                new.id,
+                &change(OrderStatus::Pending, OrderStatus::Rejected, Some("no")),
+            )
+            .await
+            .unwrap();
+
+        let again = store.create_order(&new).await.unwrap();
+        assert!(!again.created);
+        assert_eq!(again.order, rejected);
+    }
+
+    #[tokio::test]
+    async fn another_order_under_an_existing_id_is_a_conflict_and_changes_nothing() {
+        let (_dir, store) = store_with_book(10).await;
+        let new = new_order("book-1", "user-1", 2);
+        let original = store.create_order(&new).await.unwrap().order;
+        let other = NewOrder {
+            quantity: Quantity::new(3).unwrap(),
+            ..new.clone()
+        };
+        assert!(matches!(
+            store.create_order(&other).await,
+            Err(StorageError::Conflict(_))
+        ));
+        assert_eq!(store.order(new.id).await.unwrap(), original);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_order_is_not_found_by_every_operation() {
+        let (_dir, store) = store_with_book(10).await;
+        let id = OrderId::generate();
+        assert!(matches!(store.order(id).await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            store
+                .change_status(id, &change(OrderStatus::Pending, OrderStatus::Failed, None))
+                .await,
+            Err(StorageError::NotFound)
+        ));
+        assert!(matches!(
+            store.take_stock(id).await,
+            Err(StorageError::NotFound)
+        ));
+        assert!(matches!(
+            store.return_stock(id).await,
+            Err(StorageError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_status_change_happens_once_and_its_repeat_answers_the_same_order() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 1).await;
+        let failed = store
+            .change_status(
+                order.id,
+                &change(OrderStatus::Pending, OrderStatus::Failed, Some("timeout")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed.status, OrderStatus::Failed);
+        assert_eq!(failed.reason.as_deref(), Some("timeout"));
+        assert!(failed.updated_at >= order.created_at);
+        assert_eq!(failed.created_at, order.created_at);
+
+        let repeat = store
+            .change_status(
+                order.id,
+                &change(OrderStatus::Pending, OrderStatus::Failed, Some("timeout")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(repeat, failed);
+    }
+
+    #[tokio::test]
+    async fn a_change_no_order_can_make_is_refused() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 1).await;
+        for (from, to) in [
+            (OrderStatus::Pending, OrderStatus::Pending),
+            (OrderStatus::Confirmed, OrderStatus::Failed),
+            (OrderStatus::Rejected, OrderStatus::Pending),
+        ] {
+            assert!(matches!(
+                store.change_status(order.id, &change(from, to, None)).await,
+                Err(StorageError::Refused(_))
+            ));
+        }
+        assert_eq!(store.order(order.id).await.unwrap(), order);
+    }
+
+    #[tokio::test]
+    async fn a_change_from_a_status_the_order_is_no_longer_in_is_a_conflict() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 1).await;
+        let rejected = store
+            .change_status(
+                order.id,
+                &change(OrderStatus::Pending, OrderStatus::Rejected, Some("r")),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .change_status(
+                    order.id,
+                    &change(OrderStatus::Pending, OrderStatus::Failed, Some("f"))
+                )
+                .await,
+            Err(StorageError::Conflict(_))
+        ));
+        assert_eq!(store.order(order.id).await.unwrap(), rejected);
+    }
+
+    #[tokio::test]
+    async fn two_writers_cannot_both_win_a_status_change() {
+        let (_dir, store) = store_with_book(10).await;
+        let id = place(&store, 1).await.id;
+        store.take_stock(id).await.unwrap();
+        let confirm = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .change_status(
+                        id,
+                        &change(OrderStatus::Pending, OrderStatus::Confirmed, None),
+                    )
+                    .await
+            })
+        };
+        let fail = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .change_status(
+                        id,
+                        &change(OrderStatus::Pending, OrderStatus::Failed, Some("x")),
+                    )
+                    .await
+            })
+        };
+        let results = [confirm.await.unwrap(), fail.await.unwrap()];
+        let winners: Vec<&Order> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1);
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StorageError::Conflict(_))))
+        );
+        assert_eq!(store.order(id).await.unwrap().status, winners[0].status);
+    }
+
+    #[tokio::test]
+    async fn an_order_is_confirmed_only_while_it_holds_its_stock_and_loses_its_reason() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 2).await;
+        let confirm = change(
+            OrderStatus::Pending,
+            OrderStatus::Confirmed,
+            Some("not kept"),
+        );
+        assert!(matches!(
+            store.change_status(order.id, &confirm).await,
+            Err(StorageError::Conflict(_))
+        ));
+
+        store.take_stock(order.id).await.unwrap();
+        let confirmed = store.change_status(order.id, &confirm).await.unwrap();
+        assert_eq!(confirmed.status, OrderStatus::Confirmed);
+        assert!(confirmed.stock_held);
+        assert_eq!(confirmed.reason, None);
+    }
+
+    #[tokio::test]
+    async fn take_stock_takes_the_quantity_once_however_often_it_is_repeated() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 3).await;
+        let first = store.take_stock(order.id).await.unwrap();
+        assert_eq!(first.state, AllocationState::Held);
+        assert_eq!(first.quantity.get(), 3);
+        assert_eq!(first.book_id.as_str(), "book-1");
+        assert_eq!(first.order_id, order.id);
+        assert_eq!(first.book_stock.get(), 7);
+        assert!(store.order(order.id).await.unwrap().stock_held);
+
+        assert_eq!(store.take_stock(order.id).await.unwrap(), first);
+        assert_eq!(stock_of(&store, "book-1").await, 7);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_take_answers_the_books_stock_now() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 3).await;
+        store.take_stock(order.id).await.unwrap();
+        store
+            .set_stock(&book_id("book-1"), Stock::new(20).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.take_stock(order.id).await.unwrap().book_stock.get(),
+            20
+        );
+    }
+
+    #[tokio::test]
+    async fn not_enough_stock_reports_what_is_available_and_changes_nothing() {
+        let (_dir, store) = store_with_book(2).await;
+        let order = place(&store, 3).await;
+        assert!(matches!(
+            store.take_stock(order.id).await,
+            Err(StorageError::OutOfStock { available: 2 })
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 2);
+        assert_eq!(store.order(order.id).await.unwrap(), order);
+
+        // Nothing was held, so the order may try again once there is stock.
+        store
+            .set_stock(&book_id("book-1"), Stock::new(3).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.take_stock(order.id).await.unwrap().book_stock.get(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_pending_order_takes_stock() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 1).await;
+        store
+            .change_status(
+                order.id,
+                &change(OrderStatus::Pending, OrderStatus::Rejected, Some("r")),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.take_stock(order.id).await,
+            Err(StorageError::Conflict(_))
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+    }
+
+    #[tokio::test]
+    async fn return_stock_gives_the_stock_back_once_and_then_blocks_taking_again() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 3).await;
+        store.take_stock(order.id).await.unwrap();
+
+        let returned = store.return_stock(order.id).await.unwrap();
+        assert_eq!(returned.state, AllocationState::Returned);
+        assert_eq!(returned.quantity.get(), 3);
+        assert_eq!(returned.book_stock.get(), 10);
+        assert!(!store.order(order.id).await.unwrap().stock_held);
+
+        assert_eq!(store.return_stock(order.id).await.unwrap(), returned);
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+        assert!(matches!(
+            store.take_stock(order.id).await,
+            Err(StorageError::Conflict(_))
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+    }
+
+    #[tokio::test]
+    async fn a_return_before_any_take_leaves_a_tombstone_that_a_late_take_cannot_pass() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 4).await;
+        let tombstone = store.return_stock(order.id).await.unwrap();
+        assert_eq!(tombstone.state, AllocationState::Returned);
+        assert_eq!(tombstone.quantity.get(), 4);
+        assert_eq!(tombstone.book_stock.get(), 10);
+
+        assert!(matches!(
+            store.take_stock(order.id).await,
+            Err(StorageError::Conflict(_))
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+        assert_eq!(store.return_stock(order.id).await.unwrap(), tombstone);
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_order_keeps_its_stock() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = place(&store, 2).await;
+        store.take_stock(order.id).await.unwrap();
+        store
+            .change_status(
+                order.id,
+                &change(OrderStatus::Pending, OrderStatus::Confirmed, None),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.return_stock(order.id).await,
+            Err(StorageError::Conflict(_))
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 8);
+        assert!(store.order(order.id).await.unwrap().stock_held);
+    }
+
+    #[tokio::test]
+    async fn the_database_itself_refuses_negative_stock() {
+        let (dir, _store) = store_with_book(1).await;
+        let raw = Connection::open(dir.db()).unwrap();
+        raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+        let err = raw
+            .execute("UPDATE books SET stock = stock - 2 WHERE id = 'book-1'", [])
+            .unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(ErrorCode::ConstraintViolation)
+        );
+    }
+
+    /// Every order is taken twice, at once, half through each of two stores on the same file,
+    /// so the guarantee rests on the database and not on one process's lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn take_stock_never_goes_below_zero_under_concurrency() {
+        const INITIAL: i64 = 10;
+        const ORDERS: usize = 40;
+        let (dir, first) = store_with_book(INITIAL).await;
+        let second = SqliteStore::open(&dir.db()).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..ORDERS {
+            ids.push(place(&first, 1).await.id);
+        }
+
+        let mut tasks = Vec::new();
+        for (i, id) in ids.iter().copied().enumerate() {
+            for attempt in 0..2 {
+                let store = if (i + attempt) % 2 == 0 {
+                    first.clone()
+                } else {
+                    second.clone()
+                };
+                tasks.push(tokio::spawn(
+                    async move { (id, store.take_stock(id).await) },
+                ));
+            }
+        }
+        let mut outcomes: HashMap<OrderId, Vec<bool>> = HashMap::new();
+        for task in tasks {
+            let (id, result) = task.await.unwrap();
+            match result {
+                Ok(allocation) => {
+                    assert_eq!(allocation.state, AllocationState::Held);
+                    outcomes.entry(id).or_default().push(true);
+                }
+                Err(StorageError::OutOfStock { available }) => {
+                    assert!(available >= 0);
+                    outcomes.entry(id).or_default().push(false);
+                }
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(
+            outcomes.values().all(|o| o[0] == o[1]),
+            "both takes of an order agree"
+        );
+        let holders = outcomes.values().filter(|o| o[0]).count();
+        assert_eq!(holders as i64, INITIAL);
+        assert_eq!(stock_of(&first, "book-1").await, 0);
+
+        let raw = Connection::open(dir.db()).unwrap();
+        let (held, flagged): (i64, i64) = raw
+            .query_row(
+                "SELECT (SELECT SUM(quantity) FROM allocations WHERE state = 'held'),
+                        (SELECT COUNT(*) FROM orders WHERE stock_held = 1)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(held, INITIAL);
+        assert_eq!(flagged, INITIAL);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_takes_and_returns_of_mixed_sizes_conserve_the_stock() {
+        const INITIAL: i64 = 25;
+        let (_dir, store) = store_with_book(INITIAL).await;
+        let mut orders = Vec::new();
+        for i in 0..30 {
+            orders.push(place(&store, 1 + i % 3).await);
+        }
+        let mut tasks = Vec::new();
+        for (i, order) in orders.iter().enumerate() {
+            let store = store.clone();
+            let id = order.id;
+            tasks.push(tokio::spawn(async move {
+                let _ = store.take_stock(id).await;
+                if i % 4 == 0 {
+                    store.return_stock(id).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let mut held = 0;
+        for order in &orders {
+            if store.order(order.id).await.unwrap().stock_held {
+                held += i64::from(order.quantity.get());
+            }
+        }
+        let stock = stock_of(&store, "book-1").await;
+        assert!(stock >= 0);
+        assert_eq!(held + stock, INITIAL);
+    }
+
+    #[tokio::test]
+    async fn orders_lists_a_users_orders_newest_first_page_by_page() {
+        let (_dir, store) = store_with_book(10).await;
+        let mut mine = Vec::new();
+        for _ in 0..5 {
+            mine.push(place(&store, 1).await);
+            store
+                .create_order(&new_order("book-1", "someone-else", 1))
+                .await
+                .unwrap();
+        }
+        mine.reverse();
+
+        let first = store.orders(&query("user-1", 2, None)).await.unwrap();
+        assert_eq!(first.items, mine[0..2]);
+        let cursor = first.next_cursor.unwrap();
+        assert!(!cursor.0.is_empty());
+        assert!(
+            cursor
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        );
+        let second = store
+            .orders(&query("user-1", 2, Some(cursor)))
+            .await
+            .unwrap();
+        assert_eq!(second.items, mine[2..4]);
+        let third = store
+            .orders(&query("user-1", 2, second.next_cursor))
+            .await
+            .unwrap();
+        assert_eq!(third.items, mine[4..5]);
+        assert_eq!(third.next_cursor, None);
+
+        let exact = store.orders(&query("user-1", 5, None)).await.unwrap();
+        assert_eq!(exact.items, mine);
+        assert_eq!(exact.next_cursor, None, "no cursor to an empty page");
+
+        let nobody = store.orders(&query("nobody", 5, None)).await.unwrap();
+        assert!(nobody.items.is_empty());
+        assert_eq!(nobody.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn pages_neither_skip_nor_repeat_while_new_orders_arrive() {
+        let (_dir, store) = store_with_book(10).await;
+        let mut before = Vec::new();
+        for _ in 0..6 {
+            before.push(place(&store, 1).await);
+        }
+        before.reverse();
+
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.orders(&query("user-1", 2, cursor)).await.unwrap();
+            seen.extend(page.items);
+            // Newer orders than anything listed so far: they belong before the first page.
+            place(&store, 1).await;
+            place(&store, 1).await;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, before);
+    }
+
+    #[tokio::test]
+    async fn orders_can_be_listed_by_status() {
+        let (_dir, store) = store_with_book(10).await;
+        let a = place(&store, 1).await;
+        let b = place(&store, 1).await;
+        let c = place(&store, 1).await;
+        for order in [&a, &c] {
+            store
+                .change_status(
+                    order.id,
+                    &change(OrderStatus::Pending, OrderStatus::Rejected, Some("r")),
+                )
+                .await
+                .unwrap();
+        }
+        let mut q = query("user-1", 1, None);
+        q.status = Some(OrderStatus::Rejected);
+        let first = store.orders(&q).await.unwrap();
+        assert_eq!(first.items.len(), 1);
+        assert_eq!(first.items[0].id, c.id);
+        q.cursor = first.next_cursor;
+        let second = store.orders(&q).await.unwrap();
+        assert_eq!(second.items.len(), 1);
+        assert_eq!(second.items[0].id, a.id);
+        assert_eq!(second.next_cursor, None);
+
+        q.status = Some(OrderStatus::Pending);
+        q.cursor = None;
+        let pending = store.orders(&q).await.unwrap();
+        assert_eq!(pending.items, [b]);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_this_store_did_not_issue_is_invalid() {
+        let (_dir, store) = store_with_book(10).await;
+        for bad in ["", "abc", "-3", "0", "+5", "1.5", "99999999999999999999"] {
+            let result = store
+                .orders(&query("user-1", 5, Some(Cursor(bad.to_owned()))))
+                .await;
+            assert!(
+                matches!(result, Err(StorageError::InvalidCursor)),
+                "{bad:?} gave {result:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn books_are_listed_by_id_and_put_book_replaces_every_detail() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.db()).unwrap();
+        store.put_book(&book("b", 100, 1)).await.unwrap();
+        store.put_book(&book("a", 200, 2)).await.unwrap();
+        let ids: Vec<String> = store
+            .books()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id.as_str().to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+
+        let replacement = BookDetails {
+            title: "New title".to_owned(),
+            author: "New author".to_owned(),
+            price: Money::new(555).unwrap(),
+            currency: Currency::parse("USD").unwrap(),
+            stock: Stock::new(42).unwrap(),
+        }
+        .with_id(book_id("a"));
+        assert_eq!(store.put_book(&replacement).await.unwrap(), replacement);
+        assert_eq!(store.book(&book_id("a")).await.unwrap(), replacement);
+    }
+
+    #[tokio::test]
+    async fn a_book_that_has_orders_can_still_be_replaced() {
+        let (_dir, store) = store_with_book(10).await;
+        place(&store, 1).await;
+        store.put_book(&book("book-1", 1300, 3)).await.unwrap();
+        assert_eq!(stock_of(&store, "book-1").await, 3);
+    }
+
+    #[tokio::test]
+    async fn set_stock_sets_an_absolute_level_of_a_known_book_only() {
+        let (_dir, store) = store_with_book(10).await;
+        let book = store
+            .set_stock(&book_id("book-1"), Stock::new(25).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(book.details.stock.get(), 25);
+        assert_eq!(book.details.price.minor_units(), 1250);
+        assert!(matches!(
+            store
+                .set_stock(&book_id("nope"), Stock::new(1).unwrap())
+                .await,
+            Err(StorageError::NotFound)
+        ));
+        assert!(matches!(
+            store.book(&book_id("nope")).await,
+            Err(StorageError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn busy_and_locked_databases_are_retryable_and_other_errors_are_not() {
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            assert!(classify(e).is_retryable());
+        }
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        );
+        assert!(matches!(classify(e), StorageError::Failed(_)));
+        assert!(matches!(
+            classify(rusqlite::Error::QueryReturnedNoRows),
+            StorageError::Failed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_past_the_timeout_is_unavailable() {
+        let (dir, store) = store_with_book(10).await;
+        store
+            .run(|conn| {
+                conn.busy_timeout(Duration::from_millis(50))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let raw = Connection::open(dir.db()).unwrap();
+        raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let order = new_order("book-1", "user-1", 1);
+        let result = store.create_order(&order).await;
+        assert!(
+            matches!(result, Err(StorageError::Unavailable(_))),
+            "{result:?}"
+        );
+        raw.execute_batch("ROLLBACK").unwrap();
+        assert!(store.create_order(&order).await.unwrap().created);
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_an_operation_fails_the_call_and_later_ones_instead_of_panicking() {
+        let (_dir, store) = store_with_book(10).await;
+        let panicked = store
+            .run(|_conn| -> Result<(), OpError> { panic!("a bug") })
+            .await;
+        assert!(matches!(panicked, Err(StorageError::Failed(_))));
+        assert!(matches!(store.ping().await, Err(StorageError::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_fails_instead_of_being_trusted() {
+        let (dir, store) = store_with_book(10).await;
+        let order = place(&store, 1).await;
+        let raw = Connection::open(dir.db()).unwrap();
+        raw.execute("UPDATE orders SET user_id = 'a/b'", [])
+            .unwrap();
+        assert!(matches!(
+            store.order(order.id).await,
+            Err(StorageError::Failed(_))
+        ));
+    }
+}

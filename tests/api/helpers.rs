@@ -1,0 +1,225 @@
+//! Starts the services under test on port 0 and talks to them over real HTTP.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use order_processor::{
+    domain::{
+        model::{Book, BookDetails, BookId, Currency, Money, Stock},
+        storage::Storage,
+    },
+    http::storage_api::{ReferenceStorage, spawn_reference_storage},
+    startup::Application,
+    storage::{
+        http::{HttpStorage, HttpStorageConfig},
+        sqlite::SqliteStore,
+    },
+};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// Where the Order Processor under test keeps its orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite store, in-process.
+    Embedded,
+    /// The reference Storage Service, over HTTP through the progenitor client.
+    Remote,
+}
+
+pub const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// A fresh directory under the system's temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("order-processor-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An Order Processor on a random loopback port, and the store underneath it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The database the orders end up in, whichever the backend: to set up books and to
+    /// check stock without going through the service under test.
+    pub store: SqliteStore,
+    pub storage_service: Option<ReferenceStorage>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.0.join("test.db")).expect("open the test database");
+    let (address, stop, storage_service) = match backend {
+        Backend::Embedded => {
+            let (address, stop) = spawn_order_processor(store.clone()).await;
+            (address, stop, None)
+        }
+        Backend::Remote => {
+            let storage_service = spawn_reference_storage(Arc::new(store.clone()), LOOPBACK)
+                .await
+                .expect("start the reference Storage Service");
+            let storage = HttpStorage::new(&storage_service.url(), HttpStorageConfig::default())
+                .expect("build the storage client");
+            let (address, stop) = spawn_order_processor(storage).await;
+            (address, stop, Some(storage_service))
+        }
+    };
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        store,
+        storage_service,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+/// Starts an Order Processor over `storage`; it stops when the sender is dropped.
+pub async fn spawn_order_processor<S: Storage>(storage: S) -> (String, oneshot::Sender<()>) {
+    let application = Application::build(storage, LOOPBACK)
+        .await
+        .expect("bind the order processor");
+    let address = format!("http://{}", application.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(application.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (address, stop)
+}
+
+impl TestApp {
+    /// Puts a book with `stock` copies at 12.99 EUR into the store.
+    pub async fn add_book(&self, id: &str, stock: i64) {
+        let book = Book {
+            id: BookId::parse(id).expect("a valid book id"),
+            details: BookDetails {
+                title: format!("Title of {id}"),
+                author: "An Author".to_owned(),
+                price: Money::new(1299).expect("a valid price"),
+                currency: Currency::parse("EUR").expect("a valid currency"),
+                stock: Stock::new(stock).expect("a valid stock"),
+            },
+        };
+        self.store.put_book(&book).await.expect("put the book");
+    }
+
+    pub async fn stock_of(&self, id: &str) -> i64 {
+        let id = BookId::parse(id).expect("a valid book id");
+        self.store
+            .book(&id)
+            .await
+            .expect("read the book")
+            .details
+            .stock
+            .get()
+    }
+
+    pub async fn post_order(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/orders", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("send POST /orders")
+    }
+
+    pub async fn post_order_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/orders", self.address))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("send POST /orders")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("send GET")
+    }
+}
+
+pub fn order(book_id: &str, quantity: i64, user_id: &str) -> Value {
+    json!({ "bookId": book_id, "quantity": quantity, "userId": user_id })
+}
+
+/// The body of a response that must be a Problem with `status`; checks the shape.
+pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    if actual != status {
+        let body = response.text().await.unwrap_or_default();
+        panic!("expected status {status}, got {actual}: {body}");
+    }
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    let body: Value = response.json().await.expect("a JSON problem body");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// Defines each listed `async fn name(backend: Backend)` as two tests, one per backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Embedded).await
+                }
+            )*
+        }
+        mod remote {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Remote).await
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use on_both_backends;

@@ -1,0 +1,10 @@
+//! Integration tests: the Order Processor over real HTTP, on port 0, against both storage
+//! adapters (the embedded SQLite store, and the reference Storage Service through the
+//! progenitor client).
+
+mod concurrency;
+mod errors;
+mod faults;
+mod health;
+mod helpers;
+mod orders;
