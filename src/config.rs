@@ -51,17 +51,7 @@ impl Config {
                 lookup("DATA_DIR").map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from),
             ),
         };
-        let log_format = match lookup("LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LOG_FORMAT",
-                    value: other.to_owned(),
-                    reason: "expected `text` or `json`".to_owned(),
-                });
-            }
-        };
+        let log_format = parse_log_format(lookup("LOG_FORMAT").as_deref())?;
         Ok(Self {
             port,
             storage,
@@ -76,6 +66,19 @@ pub fn parse_port(variable: &'static str, value: &str) -> Result<u16, ConfigErro
         value: value.to_owned(),
         reason: "expected a port number from 0 to 65535".to_owned(),
     })
+}
+
+/// `LOG_FORMAT`: `text` (the default) or `json`.
+pub fn parse_log_format(value: Option<&str>) -> Result<LogFormat, ConfigError> {
+    match value {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(ConfigError {
+            variable: "LOG_FORMAT",
+            value: other.to_owned(),
+            reason: "expected `text` or `json`".to_owned(),
+        }),
+    }
 }
 
 fn parse_url(variable: &'static str, value: &str) -> Result<String, ConfigError> {

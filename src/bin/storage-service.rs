@@ -38,17 +38,7 @@ impl Settings {
         };
         let data_dir =
             var("DATA_DIR").map_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR), PathBuf::from);
-        let log_format = match var("LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LOG_FORMAT",
-                    value: other.to_owned(),
-                    reason: "expected `text` or `json`".to_owned(),
-                });
-            }
-        };
+        let log_format = config::parse_log_format(var("LOG_FORMAT").as_deref())?;
         Ok(Self {
             port,
             database: data_dir.join(DATABASE_FILE),

@@ -258,6 +258,12 @@ pub struct BookDetails {
     pub stock: Stock,
 }
 
+impl BookDetails {
+    pub fn with_id(self, id: BookId) -> Book {
+        Book { id, details: self }
+    }
+}
+
 /// An order to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {

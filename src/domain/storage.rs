@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::model::{
-    Book, BookDetails, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange,
+    Book, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange,
     Stock, StockAllocation,
 };
 
@@ -83,10 +83,4 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = StorageResult<Book>> + Send;
     /// Answers when the storage can serve requests.
     fn ping(&self) -> impl Future<Output = StorageResult<()>> + Send;
-}
-
-impl BookDetails {
-    pub fn with_id(self, id: BookId) -> Book {
-        Book { id, details: self }
-    }
 }
