@@ -157,17 +157,24 @@ fn generate_server(spec: &OpenAPI) -> Result<TokenStream> {
         }
 
         /// Parses one field of an object, naming the field in the error: poem-openapi's own
-        /// message says which type it expected but not where.
+        /// message says which type it expected but not where. It is also stricter than
+        /// poem-openapi where the schema is: no schema here is nullable, so an explicit `null`
+        /// is refused, and a string field takes only a JSON string, not a number.
         fn parse_field<T: ParseFromJSON>(name: &str, value: Option<serde_json::Value>) -> Result<T, ParseError<T>> {
-            let missing = value.as_ref().is_none_or(serde_json::Value::is_null);
-            // poem-openapi reads a number as a string; the schema says a string.
-            if let (Some(value), poem_openapi::registry::MetaSchemaRef::Inline(schema)) = (&value, T::schema_ref())
-                && schema.ty == "string"
-                && !value.is_string()
-                && !value.is_null()
-            {
-                return Err(ParseError::custom(format!("field `{name}` must be a string")));
+            let refuse = |message: &str| Err(ParseError::custom(format!("field `{name}` {message}")));
+            match &value {
+                None => {}
+                Some(serde_json::Value::Null) => return refuse("must not be null"),
+                Some(value) => {
+                    if let poem_openapi::registry::MetaSchemaRef::Inline(schema) = T::schema_ref()
+                        && schema.ty == "string"
+                        && !value.is_string()
+                    {
+                        return refuse("must be a string");
+                    }
+                }
             }
+            let missing = value.is_none();
             T::parse_from_json(value).map_err(|err| {
                 if missing {
                     ParseError::custom(format!("field `{name}` is required"))

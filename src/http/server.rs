@@ -37,6 +37,8 @@ struct RouteEntry {
     template: String,
     segments: Vec<String>,
     methods: Vec<Method>,
+    /// The header parameters of each method's operation.
+    headers: Vec<(Method, String)>,
 }
 
 impl RouteTable {
@@ -47,13 +49,31 @@ impl RouteTable {
             .into_iter()
             .flatten()
             .map(|(template, operations)| {
-                let methods = operations
+                let operations: Vec<(Method, &serde_json::Value)> = operations
                     .as_object()
                     .into_iter()
                     .flatten()
-                    .filter_map(|(method, _)| method.to_uppercase().parse().ok())
+                    .filter_map(|(method, operation)| {
+                        Some((method.to_uppercase().parse().ok()?, operation))
+                    })
                     .collect();
-                RouteEntry::new(template, methods)
+                let mut entry = RouteEntry::new(
+                    template,
+                    operations
+                        .iter()
+                        .map(|(method, _)| method.clone())
+                        .collect(),
+                );
+                for (method, operation) in operations {
+                    for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                        if let (Some("header"), Some(name)) =
+                            (parameter["in"].as_str(), parameter["name"].as_str())
+                        {
+                            entry.headers.push((method.clone(), name.to_owned()));
+                        }
+                    }
+                }
+                entry
             })
             .collect();
         for template in ["/docs", "/openapi.json", "/openapi.yaml"] {
@@ -87,6 +107,7 @@ impl RouteEntry {
                 .map(str::to_owned)
                 .collect(),
             methods,
+            headers: Vec::new(),
         }
     }
 }
@@ -107,7 +128,13 @@ where
         .nest("/", api);
     let allow_routes = routes.clone();
     router
-        .around(limit_body::<_, P>)
+        .around({
+            let routes = routes.clone();
+            move |endpoint, request| {
+                let routes = routes.clone();
+                async move { check_request::<_, P>(endpoint, request, &routes).await }
+            }
+        })
         .catch_all_error(move |err: poem::Error| {
             let routes = allow_routes.clone();
             async move { error_response::<P>(&err, &routes) }
@@ -183,12 +210,34 @@ fn allow_header(methods: &[Method]) -> Option<HeaderValue> {
 #[error("method not allowed")]
 struct RequestPath(String);
 
-/// Refuses bodies over `MAX_BODY_BYTES` with 413, whether they announce their size or are
-/// chunked, and turns a 405 into an error that knows its path.
-async fn limit_body<E: Endpoint, P: From<Problem> + ToJSON>(
+/// Refuses what poem would let through or answer outside the documented shape: bodies over
+/// `MAX_BODY_BYTES` (413), whether they announce their size or are chunked, and a declared
+/// header parameter whose value is not visible ASCII, which poem would read as absent (an
+/// `Idempotency-Key` silently dropped). Turns a 405 into an error that knows its path.
+async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
     endpoint: Arc<E>,
     mut request: Request,
+    routes: &RouteTable,
 ) -> poem::Result<Response> {
+    if let Some(entry) = routes.find(request.uri().path()) {
+        for (_, name) in entry
+            .headers
+            .iter()
+            .filter(|(method, _)| method == request.method())
+        {
+            if request
+                .headers()
+                .get_all(name.as_str())
+                .iter()
+                .any(|value| value.to_str().is_err())
+            {
+                return Ok(problem_response::<P>(Problem::invalid_field(
+                    name,
+                    "must hold visible ASCII characters only",
+                )));
+            }
+        }
+    }
     let too_large = || {
         problem_response::<P>(Problem::new(
             problem::PAYLOAD_TOO_LARGE,
