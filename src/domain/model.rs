@@ -163,15 +163,27 @@ impl Stock {
 pub struct Money(i64);
 
 impl Money {
-    pub const MAX: i64 = 100_000_000_000;
+    /// The largest price of one copy: a billion in major units.
+    pub const MAX_PRICE: i64 = 100_000_000_000;
+    /// The largest amount: the largest price times the largest quantity, so that every total
+    /// of a valid order is a valid amount.
+    pub const MAX: i64 = Self::MAX_PRICE * Quantity::MAX as i64;
 
     pub fn new(minor_units: i64) -> Result<Self, InvalidValue> {
-        if (0..=Self::MAX).contains(&minor_units) {
+        Self::bounded(minor_units, Self::MAX, "an amount")
+    }
+
+    /// The price of one copy, which `MAX_PRICE` bounds.
+    pub fn price(minor_units: i64) -> Result<Self, InvalidValue> {
+        Self::bounded(minor_units, Self::MAX_PRICE, "a price")
+    }
+
+    fn bounded(minor_units: i64, max: i64, what: &str) -> Result<Self, InvalidValue> {
+        if (0..=max).contains(&minor_units) {
             Ok(Self(minor_units))
         } else {
             Err(InvalidValue(format!(
-                "an amount must be between 0 and {} minor units",
-                Self::MAX
+                "{what} must be between 0 and {max} minor units"
             )))
         }
     }
@@ -180,7 +192,8 @@ impl Money {
         self.0
     }
 
-    /// The price of `quantity` copies. Cannot overflow: both factors are bounded.
+    /// The total of `quantity` copies at this price: at most `MAX` for a price, and far
+    /// inside 64 bits for any amount.
     pub fn times(self, quantity: Quantity) -> Money {
         Money(self.0 * i64::from(quantity.get()))
     }

@@ -159,7 +159,7 @@ fn book_details(body: BookInput) -> Result<BookDetails, Problem> {
     Ok(BookDetails {
         title: body.title,
         author: body.author,
-        price: Money::new(body.price).map_err(|err| Problem::invalid_field("/price", err.0))?,
+        price: Money::price(body.price).map_err(|err| Problem::invalid_field("/price", err.0))?,
         currency: Currency::parse(&body.currency)
             .map_err(|err| Problem::invalid_field("/currency", err.0))?,
         stock: Stock::new(body.quantity)

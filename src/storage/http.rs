@@ -638,7 +638,7 @@ fn book_input_to(details: &BookDetails) -> StorageResult<types::BookInput> {
             .map_err(|err| not_sent("title", err))?,
         author: types::BookInputAuthor::try_from(details.author.as_str())
             .map_err(|err| not_sent("author", err))?,
-        price: types::Money(details.price.minor_units()),
+        price: types::Price(details.price.minor_units()),
         currency: types::Currency::try_from(details.currency.as_str())
             .map_err(|err| not_sent("currency", err))?,
         quantity: types::Stock(details.stock.get()),
@@ -655,7 +655,7 @@ fn quantity_from(quantity: types::Quantity) -> StorageResult<Quantity> {
 
 fn order_from(order: types::Order) -> StorageResult<Order> {
     let quantity = quantity_from(order.quantity)?;
-    let unit_price = Money::new(order.unit_price.0).map_err(invalid)?;
+    let unit_price = Money::price(order.unit_price.0).map_err(invalid)?;
     let total_price = Money::new(order.total_price.0).map_err(invalid)?;
     if unit_price.times(quantity) != total_price {
         return Err(broken_answer(format!(
@@ -688,7 +688,7 @@ fn book_from(book: types::Book) -> StorageResult<Book> {
         details: BookDetails {
             title: book.title,
             author: book.author,
-            price: Money::new(book.price.0).map_err(invalid)?,
+            price: Money::price(book.price.0).map_err(invalid)?,
             currency: Currency::parse(&book.currency).map_err(invalid)?,
             stock: Stock::new(book.quantity.0).map_err(invalid)?,
         },
@@ -964,7 +964,7 @@ mod tests {
         let mut wrong_total = order_json();
         wrong_total["totalPrice"] = json!(7000);
         let mut huge_price = order_json();
-        huge_price["unitPrice"] = json!(Money::MAX + 1);
+        huge_price["unitPrice"] = json!(Money::MAX_PRICE + 1);
         let mut negative_total = order_json();
         negative_total["totalPrice"] = json!(-1);
         for answer in [wrong_total, huge_price, negative_total] {

@@ -393,7 +393,7 @@ fn book_from_row(row: &Row<'_>) -> rusqlite::Result<Book> {
     let details = BookDetails {
         title: row.get(1)?,
         author: row.get(2)?,
-        price: checked(row, 3, Money::new)?,
+        price: checked(row, 3, Money::price)?,
         currency: checked(row, 4, |v: String| Currency::parse(&v))?,
         stock: checked(row, 5, Stock::new)?,
     };
@@ -410,7 +410,7 @@ fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         status: checked(row, 4, |v: String| OrderStatus::parse(&v))?,
         reason: row.get(5)?,
         stock_held: row.get(6)?,
-        unit_price: checked(row, 7, Money::new)?,
+        unit_price: checked(row, 7, Money::price)?,
         total_price: checked(row, 8, Money::new)?,
         currency: checked(row, 9, |v: String| Currency::parse(&v))?,
         created_at: checked(row, 10, timestamp)?,
