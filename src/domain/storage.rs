@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use super::model::{
-    Book, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange,
-    Stock, StockAllocation,
+    Book, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange, Stock,
+    StockAllocation,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

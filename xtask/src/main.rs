@@ -1,6 +1,10 @@
 //! Project tasks, run as `cargo xtask <task>`. Each step prints what it checks and how long
 //! it took; the first failing step stops the run with a non-zero exit code.
 
+mod breaking;
+mod codegen;
+mod contract;
+mod manifests;
 mod python;
 mod specs;
 mod step;
@@ -11,15 +15,28 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test             everything CI checks: formatting, lints, the test suite, spec validation
-  validate-specs   check both OpenAPI specs with openapi-spec-validator
+  test                    everything CI checks: formatting, lints, specs, the test suite,
+                          the contract checks and the deployment files
+  contract [--check]      the contracts from every side: spec drift, the SDK as consumer,
+                          schemathesis on both services, breaking changes; without --check
+                          it also refreshes the SDK's copy of the spec
+  validate-specs          check both OpenAPI specs with openapi-spec-validator
+  manifests               lint the Dockerfile and validate the Kubernetes manifests
+  codegen --print <spec>  print the server and client code generated from a spec,
+                          e.g. `cargo xtask codegen --print openapi/order-processor.yaml`
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("validate-specs") => specs::validate(&root()),
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let root = root();
+    let result = match args.as_slice() {
+        ["test"] => test(),
+        ["contract"] => contract::run(&root, false),
+        ["contract", "--check"] => contract::run(&root, true),
+        ["validate-specs"] => specs::validate(&root),
+        ["manifests"] => manifests::check(&root),
+        ["codegen", "--print", spec] => codegen::print(&root, spec),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
@@ -63,5 +80,6 @@ fn test() -> Result<(), String> {
         "test suite",
         &["test", "--workspace", "--all-targets"],
     )?;
-    Ok(())
+    contract::run(&root, true)?;
+    manifests::check(&root)
 }

