@@ -27,6 +27,17 @@ async fn closed_port_url() -> String {
     format!("http://{addr}")
 }
 
+/// Serves `app` on a loopback port until the sender is dropped.
+async fn serve(app: impl poem::Endpoint + 'static) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let server = Server::bind(LOOPBACK).await.unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(app, async move {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
 async fn order_processor_with_storage_at(url: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
     let storage = HttpStorage::new(url, HttpStorageConfig::default()).unwrap();
     spawn_order_processor(storage).await
@@ -57,39 +68,17 @@ async fn an_unreachable_storage_service_gives_503_with_retry_after() {
     let (address, _stop) = order_processor_with_storage_at(&closed_port_url().await).await;
     let client = reqwest::Client::new();
 
-    assert_unavailable(
+    let requests = [
         client
             .post(format!("{address}/orders"))
-            .json(&order("b", 1, "u"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_unavailable(
-        client
-            .get(format!("{address}/orders/{}", uuid::Uuid::new_v4()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_unavailable(
-        client
-            .get(format!("{address}/orders/user/u"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_unavailable(
-        client
-            .get(format!("{address}/health/ready"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+            .json(&order("b", 1, "u")),
+        client.get(format!("{address}/orders/{}", uuid::Uuid::new_v4())),
+        client.get(format!("{address}/orders/user/u")),
+        client.get(format!("{address}/health/ready")),
+    ];
+    for request in requests {
+        assert_unavailable(request.send().await.unwrap()).await;
+    }
 }
 
 #[handler]
@@ -101,13 +90,7 @@ async fn always_500(Data(calls): Data<&Arc<std::sync::atomic::AtomicUsize>>) -> 
 #[tokio::test]
 async fn a_storage_service_answering_5xx_gives_503_after_bounded_retries() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let server = Server::bind(LOOPBACK).await.unwrap();
-    let url = format!("http://{}", server.local_addr());
-    let app = Route::new().nest("/", always_500).data(calls.clone());
-    let (_stop_storage, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(app, async move {
-        let _ = stopped.await;
-    }));
+    let (url, _stop_storage) = serve(Route::new().nest("/", always_500).data(calls.clone())).await;
     let (address, _stop) = order_processor_with_storage_at(&url).await;
 
     let response = reqwest::Client::new()
@@ -173,15 +156,7 @@ async fn an_order_interrupted_by_the_storage_stays_pending_and_a_retry_with_its_
         client: reqwest::Client::new(),
         fail_status: Arc::new(AtomicBool::new(true)),
     };
-    let server = Server::bind(LOOPBACK).await.unwrap();
-    let proxy_url = format!("http://{}", server.local_addr());
-    let (_stop_proxy, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(
-        Route::new().nest("/", forward).data(proxy.clone()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (proxy_url, _stop_proxy) = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
     let (address, _stop) = order_processor_with_storage_at(&proxy_url).await;
     let client = reqwest::Client::new();
     let purchase = || {
