@@ -1,5 +1,6 @@
 //! Many parallel orders at a book with little stock: the stock never goes below zero, and
-//! the confirmed quantities add up exactly to what was taken.
+//! the confirmed quantities add up exactly to what was taken. Many parallel retries of one
+//! purchase: one order.
 
 use serde_json::Value;
 
@@ -63,4 +64,41 @@ async fn parallel_orders_never_oversell_and_confirmed_quantities_add_up(backend:
     }
 }
 
-on_both_backends!(parallel_orders_never_oversell_and_confirmed_quantities_add_up);
+async fn parallel_retries_with_one_idempotency_key_place_one_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.add_book("book-1", 10).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let client = app.client.clone();
+        let url = format!("{}/orders", app.address);
+        tasks.spawn(async move {
+            let response = client
+                .post(url)
+                .header("Idempotency-Key", "one-purchase")
+                .json(&order("book-1", 3, "user-1"))
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        });
+    }
+    let answers = tasks.join_all().await;
+
+    for (status, body) in &answers {
+        assert_eq!(*status, 201, "{body}");
+        assert_eq!(body["id"], answers[0].1["id"]);
+        assert_eq!(body["status"], "confirmed");
+    }
+    assert_eq!(app.stock_of("book-1").await, 7, "the stock was taken once");
+    let page: Value = app.get("/orders/user/user-1").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+on_both_backends!(
+    parallel_orders_never_oversell_and_confirmed_quantities_add_up,
+    parallel_retries_with_one_idempotency_key_place_one_order,
+);
