@@ -7,7 +7,7 @@ use std::{
     time::SystemTime,
 };
 
-use crate::step;
+use crate::{services::target_dir, step};
 
 pub fn print(root: &Path, spec: &str) -> Result<(), String> {
     // `openapi/order-processor.yaml`, `order-processor.yaml` and `order-processor` all name
@@ -38,9 +38,7 @@ pub fn print(root: &Path, spec: &str) -> Result<(), String> {
 /// The `OUT_DIR` of the most recent build of the root crate's build script: earlier builds
 /// with other settings leave their own directories behind.
 fn newest_out_dir(root: &Path, module: &str) -> Result<PathBuf, String> {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let build = target.join("debug").join("build");
+    let build = target_dir(root).join("debug").join("build");
     let entries =
         fs::read_dir(&build).map_err(|err| format!("cannot read {}: {err}", build.display()))?;
     entries

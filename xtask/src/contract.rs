@@ -11,17 +11,13 @@
 //!   status is widened, and why);
 //! - breaking changes against the last release.
 
-use std::{
-    fs,
-    io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, process::Command, time::Instant};
 
-use crate::{breaking, python, step};
+use crate::{
+    breaking, python,
+    services::{Service, free_port, target_dir, wait_until_up},
+    step,
+};
 
 const SPEC: &str = "openapi/order-processor.yaml";
 const SDK_SPEC: &str = "sdk/openapi/order-processor.yaml";
@@ -74,8 +70,7 @@ fn sdk_spec(root: &Path, check: bool) -> Result<(), String> {
 fn provider(root: &Path) -> Result<(), String> {
     let tools = python::venv(root)?;
     step::cargo(root, "build both services", &["build", "--bins"])?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir(root);
     let work = target.join("xtask-contract");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|err| format!("cannot create {}: {err}", work.display()))?;
@@ -137,72 +132,4 @@ fn schemathesis(root: &Path, tools: &Path, spec: &str, url: &str) -> Result<(), 
             ])
             .args(["--generation-database", "none", "--no-color"]),
     )
-}
-
-/// A free loopback port, found by binding port 0. The service binds it a moment later.
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|err| format!("cannot find a free port: {err}"))
-}
-
-/// Polls `path` until it answers 200, for up to 30 s.
-fn wait_until_up(port: u16, path: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if get_status(port, path).is_ok_and(|status| status == 200) {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!(
-        "nothing answered 200 on 127.0.0.1:{port}{path} within 30 s"
-    ))
-}
-
-fn get_status(port: u16, path: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0; 12];
-    stream.read_exact(&mut head)?;
-    // "HTTP/1.1 200"
-    std::str::from_utf8(&head[9..12])
-        .ok()
-        .and_then(|status| status.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))
-}
-
-/// A service started for the provider checks; stopped when dropped. Its log goes to
-/// `<work>/<name>.log`.
-struct Service(Child);
-
-impl Service {
-    fn start(name: &str, binary: &Path, env: &[(&str, &str)], work: &Path) -> Result<Self, String> {
-        let log_path = work.join(format!("{name}.log"));
-        let log = fs::File::create(&log_path)
-            .map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
-        let err_log = log.try_clone().map_err(|err| err.to_string())?;
-        let child = Command::new(binary)
-            .current_dir(work)
-            .envs(env.iter().copied())
-            .env("LOG_FORMAT", "json")
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err_log))
-            .spawn()
-            .map_err(|err| format!("cannot start {}: {err}", binary.display()))?;
-        println!("==> started {name} (log: {})", log_path.display());
-        Ok(Self(child))
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -6,8 +6,10 @@ mod codegen;
 mod contract;
 mod manifests;
 mod python;
+mod services;
 mod specs;
 mod step;
+mod swagger_ui;
 
 use std::{env, path::PathBuf, process::ExitCode};
 
@@ -16,12 +18,13 @@ usage: cargo xtask <task>
 
 tasks:
   test                    everything CI checks: formatting, lints, specs, the test suite,
-                          the contract checks and the deployment files
+                          the contract checks, Swagger UI in a browser, the deployment files
   contract [--check]      the contracts from every side: spec drift, the SDK as consumer,
                           schemathesis on both services, breaking changes; without --check
                           it also refreshes the SDK's copy of the spec
   validate-specs          check both OpenAPI specs with openapi-spec-validator
   manifests               lint the Dockerfile and validate the Kubernetes manifests
+  swagger-ui              try POST /orders from Swagger UI in headless Chromium
   codegen --print <spec>  print the server and client code generated from a spec,
                           e.g. `cargo xtask codegen --print openapi/order-processor.yaml`
 ";
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         ["contract", "--check"] => contract::run(&root, true),
         ["validate-specs"] => specs::validate(&root),
         ["manifests"] => manifests::check(&root),
+        ["swagger-ui"] => swagger_ui::check(&root),
         ["codegen", "--print", spec] => codegen::print(&root, spec),
         _ => {
             eprint!("{USAGE}");
@@ -79,5 +83,6 @@ fn test() -> Result<(), String> {
     // the benchmark, which measures and asserts nothing.
     step::cargo(&root, "test suite", &["test", "--workspace"])?;
     contract::run(&root, true)?;
+    swagger_ui::check(&root)?;
     manifests::check(&root)
 }

@@ -269,7 +269,7 @@ fn render(root: &Path, kustomizations: &[PathBuf]) -> Result<Vec<PathBuf>, Strin
         println!("==> kubectl kustomize: skipped, kubectl is not installed");
         return Ok(Vec::new());
     }
-    let out_dir = root.join("target").join("xtask-k8s");
+    let out_dir = crate::services::target_dir(root).join("xtask-k8s");
     fs::create_dir_all(&out_dir)
         .map_err(|err| format!("cannot create {}: {err}", out_dir.display()))?;
     let mut rendered = Vec::new();

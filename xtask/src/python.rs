@@ -18,7 +18,7 @@ const REQUIREMENTS: &[&str] = &[
 
 /// The virtualenv's `bin` directory, created and filled on first use.
 pub fn venv(root: &Path) -> Result<PathBuf, String> {
-    let venv = root.join("target").join("xtask-venv");
+    let venv = crate::services::target_dir(root).join("xtask-venv");
     let bin = venv.join("bin");
     let stamp = venv.join("requirements.txt");
     let wanted = REQUIREMENTS.join("\n");
