@@ -43,8 +43,6 @@ pub enum PlaceOrderError {
 pub enum ReadOrderError {
     #[error("no such order")]
     NotFound,
-    #[error("the cursor is not one this service issued")]
-    InvalidCursor,
     #[error("the storage is unavailable")]
     Unavailable(#[source] StorageError),
     #[error("unexpected storage error")]
@@ -55,6 +53,26 @@ impl From<StorageError> for ReadOrderError {
     fn from(err: StorageError) -> Self {
         match err {
             StorageError::NotFound => Self::NotFound,
+            err if err.is_retryable() => Self::Unavailable(err),
+            err => Self::Internal(err),
+        }
+    }
+}
+
+/// Why a list of orders could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListOrdersError {
+    #[error("the cursor cannot be read")]
+    InvalidCursor,
+    #[error("the storage is unavailable")]
+    Unavailable(#[source] StorageError),
+    #[error("unexpected storage error")]
+    Internal(#[source] StorageError),
+}
+
+impl From<StorageError> for ListOrdersError {
+    fn from(err: StorageError) -> Self {
+        match err {
             StorageError::InvalidCursor => Self::InvalidCursor,
             err if err.is_retryable() => Self::Unavailable(err),
             err => Self::Internal(err),
@@ -192,7 +210,7 @@ impl<S: Storage> OrderService<S> {
         Ok(self.storage.order(id).await?)
     }
 
-    pub async fn orders(&self, query: &OrderQuery) -> Result<Page<Order>, ReadOrderError> {
+    pub async fn orders(&self, query: &OrderQuery) -> Result<Page<Order>, ListOrdersError> {
         Ok(self.storage.orders(query).await?)
     }
 }

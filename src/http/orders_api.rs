@@ -12,7 +12,7 @@ use crate::{
             BookId, Cursor, IdempotencyKey, Order, OrderId, OrderQuery, OrderStatus, PageLimit,
             Quantity, UserId,
         },
-        orders::{OrderRequest, OrderService, PlaceOrderError, ReadOrderError},
+        orders::{ListOrdersError, OrderRequest, OrderService, PlaceOrderError, ReadOrderError},
         storage::Storage,
     },
     generated::order_processor::server::{
@@ -163,12 +163,9 @@ impl<S: Storage> Handlers for OrdersApi<S> {
     async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
         match self.orders.order(OrderId(id)).await {
             Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
-            Err(ReadOrderError::NotFound | ReadOrderError::InvalidCursor) => {
-                GetOrderResponse::NotFound(problem_body(Problem::new(
-                    problem::NOT_FOUND,
-                    "no order has this id",
-                )))
-            }
+            Err(ReadOrderError::NotFound) => GetOrderResponse::NotFound(problem_body(
+                Problem::new(problem::NOT_FOUND, "no order has this id"),
+            )),
             Err(ReadOrderError::Unavailable(err)) => {
                 GetOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
             }
@@ -204,18 +201,17 @@ impl<S: Storage> Handlers for OrdersApi<S> {
                 items: page.items.into_iter().map(api_order).collect(),
                 next_cursor: page.next_cursor.map(|cursor| cursor.0),
             })),
-            Err(ReadOrderError::InvalidCursor) => ListUserOrdersResponse::BadRequest(problem_body(
-                Problem::invalid_field("cursor", "the cursor is not one this service issued"),
-            )),
-            Err(ReadOrderError::NotFound) => ListUserOrdersResponse::Ok(Json(OrderPage {
-                items: Vec::new(),
-                next_cursor: None,
-            })),
-            Err(ReadOrderError::Unavailable(err)) => ListUserOrdersResponse::ServiceUnavailable(
+            Err(ListOrdersError::InvalidCursor) => {
+                ListUserOrdersResponse::BadRequest(problem_body(Problem::invalid_field(
+                    "cursor",
+                    "the cursor cannot be read",
+                )))
+            }
+            Err(ListOrdersError::Unavailable(err)) => ListUserOrdersResponse::ServiceUnavailable(
                 log_unavailable(&err),
                 RETRY_AFTER_SECONDS,
             ),
-            Err(ReadOrderError::Internal(err)) => {
+            Err(ListOrdersError::Internal(err)) => {
                 ListUserOrdersResponse::InternalServerError(log_internal(&err))
             }
         }
