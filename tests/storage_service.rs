@@ -1479,6 +1479,7 @@ async fn take_stock_answers_409_out_of_stock_and_changes_nothing() {
 
     assert_eq!(problem.type_, "/problems/out-of-stock");
     assert_eq!(problem.title, "Out of stock");
+    assert_eq!(problem.available, Some(2));
     assert!(
         problem
             .detail

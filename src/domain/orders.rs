@@ -139,11 +139,19 @@ impl<S: Storage> OrderService<S> {
         match self.storage.take_stock(order.id).await {
             Ok(_) => self.finish(order.id, OrderStatus::Confirmed, None).await,
             Err(StorageError::OutOfStock { available }) => {
-                let reason = format!(
-                    "book {} has {available} copies in stock; the order asked for {}",
-                    order.book_id,
-                    order.quantity.get()
-                );
+                let reason = match available {
+                    Some(available) => format!(
+                        "book {} has {} in stock; the order asked for {}",
+                        order.book_id,
+                        copies(available),
+                        order.quantity.get()
+                    ),
+                    None => format!(
+                        "book {} has fewer than the {} copies the order asked for in stock",
+                        order.book_id,
+                        order.quantity.get()
+                    ),
+                };
                 self.give_up(order.id, OrderStatus::Rejected, reason).await
             }
             // The allocation was closed by an earlier attempt that did not finish.
@@ -212,6 +220,15 @@ impl<S: Storage> OrderService<S> {
 
     pub async fn orders(&self, query: &OrderQuery) -> Result<Page<Order>, ListOrdersError> {
         Ok(self.storage.orders(query).await?)
+    }
+}
+
+/// `1 copy`, `3 copies`.
+pub fn copies(count: i64) -> String {
+    if count == 1 {
+        "1 copy".to_owned()
+    } else {
+        format!("{count} copies")
     }
 }
 

@@ -18,8 +18,9 @@ pub enum StorageError {
     NotFound,
     #[error("the book does not exist")]
     UnknownBook,
-    #[error("not enough stock: {available} available")]
-    OutOfStock { available: i64 },
+    /// With the copies in stock at the refusal, when the storage tells.
+    #[error("not enough stock")]
+    OutOfStock { available: Option<i64> },
     /// The change contradicts the stored state: another order under the same id, a status
     /// that is not the expected one, stock already given back.
     #[error("conflict: {0}")]

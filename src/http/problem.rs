@@ -18,7 +18,7 @@ pub struct Kind {
 
 macro_rules! kinds {
     ($($name:ident = $status:ident, $type_:literal, $title:literal;)*) => {
-        $(pub const $name: Kind = Kind { type_: $type_, title: $title, status: StatusCode::$status };)*
+        $(pub const $name: &Kind = &Kind { type_: $type_, title: $title, status: StatusCode::$status };)*
     };
 }
 
@@ -39,19 +39,22 @@ kinds! {
 /// A problem before it takes the shape of one service's generated `Problem` type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    pub kind: Kind,
+    pub kind: &'static Kind,
     pub detail: Option<String>,
     pub field_errors: Vec<(String, String)>,
     pub order_id: Option<uuid::Uuid>,
+    /// For an out-of-stock problem of the Storage Service: the copies in stock.
+    pub available: Option<i64>,
 }
 
 impl Problem {
-    pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
+    pub fn new(kind: &'static Kind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: Some(detail.into()),
             field_errors: Vec::new(),
             order_id: None,
+            available: None,
         }
     }
 
@@ -154,6 +157,7 @@ impl From<Problem> for storage_api::Problem {
             errors: field_errors(problem.field_errors, |field, message| {
                 storage_api::FieldError { field, message }
             }),
+            available: problem.available,
         }
     }
 }

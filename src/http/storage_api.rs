@@ -20,6 +20,7 @@ use crate::{
             OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock,
             StockAllocation, UserId,
         },
+        orders::copies,
         storage::{Storage, StorageError},
     },
     generated::storage_service::server::{
@@ -285,32 +286,21 @@ fn api_allocation(allocation: StockAllocation) -> ApiStockAllocation {
     }
 }
 
-fn copies(count: i64) -> String {
-    if count == 1 {
-        "1 copy".to_owned()
-    } else {
-        format!("{count} copies")
-    }
-}
-
 impl<S: Storage> StorageApi<S> {
     /// The detail of a 409 out-of-stock: what is available and what the order asked for. The
     /// port's error only carries the stock, so the order is read again for its book and
     /// quantity, which never change once recorded.
-    async fn out_of_stock_detail(&self, id: OrderId, available: i64) -> String {
+    async fn out_of_stock_detail(&self, id: OrderId, available: Option<i64>) -> String {
+        let stock = available.map_or_else(|| "not enough copies".to_owned(), copies);
         match self.storage.order(id).await {
             Ok(order) => format!(
-                "Book {} has {} in stock; order {id} asked for {}.",
+                "Book {} has {stock} in stock; order {id} asked for {}.",
                 order.book_id,
-                copies(available),
                 order.quantity.get()
             ),
             Err(err) => {
                 tracing::warn!(order_id = %id, error = %ErrorChain(&err), "cannot read an out-of-stock order");
-                format!(
-                    "The book has {} in stock, fewer than order {id} asked for.",
-                    copies(available)
-                )
+                format!("The book has {stock} in stock, fewer than order {id} asked for.")
             }
         }
     }
@@ -465,10 +455,9 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::NotFound) => TakeStockResponse::NotFound(no_order()),
             Err(StorageError::OutOfStock { available }) => {
                 let detail = self.out_of_stock_detail(id, available).await;
-                TakeStockResponse::Conflict(problem_body(Problem::new(
-                    problem::OUT_OF_STOCK,
-                    detail,
-                )))
+                let mut problem = Problem::new(problem::OUT_OF_STOCK, detail);
+                problem.available = available;
+                TakeStockResponse::Conflict(problem_body(problem))
             }
             Err(StorageError::Conflict(detail)) => TakeStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => TakeStockResponse::BadRequest(refused(detail)),

@@ -126,33 +126,6 @@ impl HttpStorage {
         })
         .await
     }
-
-    /// The stock of the order's book, read after the service refused the take.
-    ///
-    /// Informational only: the Problem of an out-of-stock refusal carries no count, so this
-    /// reads the order and its book in two more requests, which are not atomic with the
-    /// refusal; the stock may have changed in between. Falls back to 0 when either read
-    /// fails, because the refusal itself is what matters and it must not be lost.
-    async fn stock_after_refusal(&self, id: OrderId) -> i64 {
-        let read = async {
-            let order = self.client.get_order().id(id.0).send().await.ok()?;
-            let book = self
-                .client
-                .get_book()
-                .id(order.into_inner().book_id)
-                .send()
-                .await
-                .ok()?;
-            Stock::new(book.into_inner().quantity.0).ok()
-        };
-        match read.await {
-            Some(stock) => stock.get(),
-            None => {
-                tracing::debug!(order_id = %id, "cannot read the stock after an out-of-stock refusal");
-                0
-            }
-        }
-    }
 }
 
 /// A base URL the generated client can append paths to.
@@ -278,11 +251,6 @@ impl Storage for HttpStorage {
             .await
         {
             Ok(answer) => answer,
-            Err(StorageError::OutOfStock { .. }) => {
-                return Err(StorageError::OutOfStock {
-                    available: self.stock_after_refusal(id).await,
-                });
-            }
             Err(err) => return Err(err),
         };
         let allocation = allocation_from(answer.into_inner())?;
@@ -480,9 +448,9 @@ fn classify(err: ClientError<types::Problem>) -> StorageError {
 fn classify_problem(status: StatusCode, problem: &types::Problem) -> StorageError {
     let error = match status {
         StatusCode::NOT_FOUND => StorageError::NotFound,
-        StatusCode::CONFLICT if problem.type_.ends_with(OUT_OF_STOCK) => {
-            StorageError::OutOfStock { available: 0 }
-        }
+        StatusCode::CONFLICT if problem.type_.ends_with(OUT_OF_STOCK) => StorageError::OutOfStock {
+            available: problem.available,
+        },
         StatusCode::CONFLICT => return StorageError::Conflict(problem_text(problem)),
         StatusCode::UNPROCESSABLE_ENTITY => StorageError::UnknownBook,
         // Only `list_orders` takes a cursor, and the service names the parameter it refuses.
@@ -716,6 +684,7 @@ mod tests {
 
     fn problem(status: u16, type_: &str, fields: &[&str]) -> types::Problem {
         types::Problem {
+            available: None,
             detail: Some("what happened".to_owned()),
             errors: fields
                 .iter()
@@ -759,7 +728,17 @@ mod tests {
         ));
         assert!(matches!(
             classify(documented(409, "/problems/out-of-stock", &[])),
-            StorageError::OutOfStock { available: 0 }
+            StorageError::OutOfStock { available: None }
+        ));
+        let mut counted = problem(409, "/problems/out-of-stock", &[]);
+        counted.available = Some(1);
+        assert!(matches!(
+            classify(ClientError::ErrorResponse(ResponseValue::new(
+                counted,
+                StatusCode::CONFLICT,
+                HeaderMap::new()
+            ))),
+            StorageError::OutOfStock { available: Some(1) }
         ));
         assert!(matches!(
             classify(documented(422, "/problems/unknown-book", &[])),

@@ -670,7 +670,10 @@ fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpE
         .optional()?;
     let Some(stock) = taken else {
         let available = book_stock(&tx, &order.book_id)?.get();
-        return Err(StorageError::OutOfStock { available }.into());
+        return Err(StorageError::OutOfStock {
+            available: Some(available),
+        }
+        .into());
     };
     insert_allocation(&tx, &order, AllocationState::Held)?;
     set_stock_held(&tx, &key, true)?;
@@ -1257,7 +1260,7 @@ mod tests {
         let order = place(&store, 3).await;
         assert!(matches!(
             store.take_stock(order.id).await,
-            Err(StorageError::OutOfStock { available: 2 })
+            Err(StorageError::OutOfStock { available: Some(2) })
         ));
         assert_eq!(stock_of(&store, "book-1").await, 2);
         assert_eq!(store.order(order.id).await.unwrap(), order);
@@ -1398,7 +1401,7 @@ mod tests {
                     outcomes.entry(id).or_default().push(true);
                 }
                 Err(StorageError::OutOfStock { available }) => {
-                    assert!(available >= 0);
+                    assert!(available.is_some_and(|available| available >= 0));
                     outcomes.entry(id).or_default().push(false);
                 }
                 Err(other) => panic!("unexpected {other:?}"),

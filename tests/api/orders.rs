@@ -78,7 +78,7 @@ async fn an_order_beyond_the_stock_is_rejected_with_409_and_takes_no_stock(backe
     assert!(
         recorded["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("1 copies")),
+            .is_some_and(|r| r.contains("has 1 copy in stock")),
         "{recorded}"
     );
     assert_eq!(app.stock_of("book-1").await, 1);
