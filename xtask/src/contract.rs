@@ -2,7 +2,7 @@
 //!
 //! - the SDK's copy of the spec: the SDK crate is packaged on its own, so it carries a copy of
 //!   `openapi/order-processor.yaml`; without `--check` the copy is refreshed, with it a stale
-//!   copy fails;
+//!   copy fails; then `cargo package` builds the SDK from its package alone;
 //! - spec drift: the document each generated server serves equals its committed spec;
 //! - consumer: the SDK against a live Order Processor, over every operation and every
 //!   documented error status it can provoke;
@@ -33,6 +33,19 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
         root,
         "spec drift: each served document equals its committed spec",
         &["test", "--test", "contracts"],
+    )?;
+    // Verifying the package builds it from the packaged files alone, which proves the spec
+    // copy travels inside the crate.
+    step::cargo(
+        root,
+        "the SDK packages on its own",
+        &[
+            "package",
+            "--quiet",
+            "--allow-dirty",
+            "-p",
+            "order-processor-client",
+        ],
     )?;
     step::cargo(
         root,
