@@ -72,11 +72,6 @@ pub struct ReferenceStorage {
 }
 
 impl ReferenceStorage {
-    /// The address the server listens on, with the actual port when bound to port 0.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The base URL of the service, without a trailing slash, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -12,7 +12,7 @@ use crate::domain::model::{
 };
 use crate::domain::storage::{Storage, StorageError, StorageResult};
 use crate::generated::storage_service::client::{
-    Client, ClientInfo, Error as ClientError, ResponseValue, types,
+    Client, Error as ClientError, ResponseValue, types,
 };
 use crate::telemetry::ErrorChain;
 
@@ -102,11 +102,6 @@ impl HttpStorage {
                 backoff_factor: config.backoff_factor,
             },
         })
-    }
-
-    /// The base URL requests go to, without a trailing `/`.
-    pub fn base_url(&self) -> &str {
-        self.client.baseurl()
     }
 
     /// Sends a request built by `send`, again while it fails transiently, and classifies the
@@ -677,6 +672,7 @@ fn allocation_from(allocation: types::StockAllocation) -> StorageResult<StockAll
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use crate::generated::storage_service::client::ClientInfo;
     use reqwest::header::HeaderMap;
     use serde_json::json;
 
@@ -1075,10 +1071,10 @@ mod tests {
     fn the_base_url_is_checked_and_trimmed() {
         let storage =
             HttpStorage::new("http://localhost:8083/", HttpStorageConfig::default()).unwrap();
-        assert_eq!(storage.base_url(), "http://localhost:8083");
+        assert_eq!(storage.client.baseurl(), "http://localhost:8083");
         let storage =
             HttpStorage::new("http://storage/api/", HttpStorageConfig::default()).unwrap();
-        assert_eq!(storage.base_url(), "http://storage/api");
+        assert_eq!(storage.client.baseurl(), "http://storage/api");
 
         for url in [
             "",

@@ -169,11 +169,6 @@ impl SqliteStore {
         })
     }
 
-    /// The file this store keeps its data in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Loads the demo catalogue into a store that has no book yet; answers whether it did.
     /// A store that has any book is left alone, so that restarts never undo sales or
     /// restocking.
