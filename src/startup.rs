@@ -13,7 +13,7 @@ use crate::{
     generated::order_processor::server::{self as api, Problem as ApiProblem},
     http::{
         orders_api::OrdersApi,
-        server::{self, Server},
+        server::{self, Running, Server},
     },
     storage::{
         http::{HttpStorage, HttpStorageConfig},
@@ -63,6 +63,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         self.server.run(self.app, shutdown).await
+    }
+
+    /// Serves on a Tokio task until the handle is stopped or dropped.
+    pub fn spawn(self) -> Running {
+        self.server.spawn(self.app)
     }
 }
 

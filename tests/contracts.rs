@@ -48,17 +48,14 @@ fn temp_store() -> (SqliteStore, std::path::PathBuf) {
 #[tokio::test]
 async fn the_order_processor_serves_exactly_its_committed_spec() {
     let (store, dir) = temp_store();
-    let application = Application::build(store, LOOPBACK).await.expect("bind");
-    let base_url = format!("http://{}", application.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let server = Application::build(store, LOOPBACK)
+        .await
+        .expect("bind")
+        .spawn();
 
-    assert_same("order-processor.yaml", &served(&base_url).await);
+    assert_same("order-processor.yaml", &served(&server.url()).await);
 
-    drop(stop);
-    server.await.expect("join").expect("stop cleanly");
+    server.stop().await.expect("stop cleanly");
     let _ = std::fs::remove_dir_all(dir);
 }
 

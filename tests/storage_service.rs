@@ -25,7 +25,7 @@ use order_processor::{
         storage::{Storage, StorageError, StorageResult},
     },
     generated::storage_service::client::{Client, Error, ResponseValue, types},
-    http::storage_api::{ReferenceStorage, spawn_reference_storage},
+    http::{server::Running, storage_api::spawn_reference_storage},
     storage::sqlite::SqliteStore,
 };
 use serde_json::{Value, json};
@@ -75,7 +75,7 @@ struct Service {
     url: String,
     // Declared before the directory so that the server is told to stop before its
     // database is removed.
-    _server: ReferenceStorage,
+    _server: Running,
     _dir: TempDir,
 }
 

@@ -21,6 +21,7 @@ use order_processor::{
         model::{Book, BookDetails, BookId, Currency, Money, Stock},
         storage::Storage,
     },
+    http::server::Running,
     startup::Application,
     storage::{
         http::{HttpStorage, HttpStorageConfig},
@@ -31,7 +32,6 @@ use order_processor_client::{
     Client, Error, ResponseValue,
     types::{CreateOrderRequest, HealthStatus, Order, OrderStatus, Problem},
 };
-use tokio::sync::oneshot;
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
@@ -58,37 +58,33 @@ impl Drop for TempDir {
 struct Service {
     client: Client,
     store: SqliteStore,
-    _stop: oneshot::Sender<()>,
+    _server: Running,
     _dir: TempDir,
 }
 
 async fn start() -> Service {
     let dir = TempDir::new();
     let store = SqliteStore::open(&dir.0.join("orders.db")).expect("open the store");
-    let (client, stop) = start_over(store.clone()).await;
+    let (client, server) = start_over(store.clone()).await;
     Service {
         client,
         store,
-        _stop: stop,
+        _server: server,
         _dir: dir,
     }
 }
 
-/// Starts an Order Processor over `storage`; it stops when the sender is dropped.
-async fn start_over<S: Storage>(storage: S) -> (Client, oneshot::Sender<()>) {
-    let application = Application::build(storage, LOOPBACK)
+/// Starts an Order Processor over `storage`; it stops when the handle is dropped.
+async fn start_over<S: Storage>(storage: S) -> (Client, Running) {
+    let server = Application::build(storage, LOOPBACK)
         .await
-        .expect("bind the order processor");
-    let client = Client::new(&format!("http://{}", application.local_addr()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(application.run_until(async move {
-        let _ = stopped.await;
-    }));
-    (client, stop)
+        .expect("bind the order processor")
+        .spawn();
+    (Client::new(&server.url()), server)
 }
 
 /// An Order Processor whose Storage Service does not answer: nothing listens at its address.
-async fn start_with_storage_down() -> (Client, oneshot::Sender<()>) {
+async fn start_with_storage_down() -> (Client, Running) {
     let listener = tokio::net::TcpListener::bind(LOOPBACK)
         .await
         .expect("bind a port");

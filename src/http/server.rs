@@ -16,6 +16,7 @@ use poem::{
     middleware::CatchPanic,
 };
 use poem_openapi::{OpenApi, OpenApiService, types::ToJSON};
+use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::Instrument;
 
 use super::problem::{self, Problem};
@@ -338,6 +339,56 @@ impl Server {
         poem::Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(DRAIN_TIMEOUT))
             .await
+    }
+}
+
+impl Server {
+    /// Serves `app` on a Tokio task until the returned handle is stopped or dropped. Must be
+    /// called inside a Tokio runtime.
+    pub fn spawn(self, app: impl Endpoint + 'static) -> Running {
+        let addr = self.addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        // A dropped sender means the handle is gone: stop as well.
+        let task = tokio::spawn(self.run(app, async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A server running on a background task. Dropping it also shuts the server down
+/// (gracefully, without waiting), so that a failing test cannot leave a server behind.
+pub struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl Running {
+    /// The base URL of the server, without a trailing slash, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, waits for in-flight requests to finish, and answers how
+    /// the server ended.
+    pub async fn stop(mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            // The server may have ended already; its result below says why.
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(io::Error::other)?
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Dropping the sender completes the shutdown future on the server task.
+        self.stop.take();
     }
 }
 

@@ -8,10 +8,8 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-use futures::channel::oneshot;
 use poem::{Endpoint, Response};
 use poem_openapi::payload::Json;
-use tokio::task::JoinHandle;
 
 use crate::{
     domain::{
@@ -37,7 +35,7 @@ use crate::{
 
 use super::{
     problem::{self, Problem},
-    server::{self, Server},
+    server::{self, Running, Server},
 };
 
 /// How long `/health` waits for the database: a store stuck on a lock must not hang the
@@ -61,60 +59,14 @@ pub fn app<S: Storage>(storage: Arc<S>) -> impl Endpoint<Output = Response> {
     server::app::<_, ApiProblem>(api::service(StorageApi::new(storage)))
 }
 
-/// A reference Storage Service running on a background task.
-///
-/// Dropping it also shuts the server down (gracefully, without waiting), so that a failing
-/// test cannot leave a server behind.
-pub struct ReferenceStorage {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<io::Result<()>>,
-}
-
-impl ReferenceStorage {
-    /// The base URL of the service, without a trailing slash, e.g. `http://127.0.0.1:41234`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting connections, waits for in-flight requests to finish, and answers how
-    /// the server ended.
-    pub async fn stop(mut self) -> io::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            // The server may have ended already; its result below says why.
-            let _ = stop.send(());
-        }
-        (&mut self.task).await.map_err(io::Error::other)?
-    }
-}
-
-impl Drop for ReferenceStorage {
-    fn drop(&mut self) {
-        // Dropping the sender completes the shutdown future on the server task.
-        self.stop.take();
-    }
-}
-
 /// Binds the reference Storage Service over `storage` to `addr` (port 0 picks a free port)
-/// and serves it on a Tokio task until [`ReferenceStorage::stop`] or drop. Must be called
-/// inside a Tokio runtime. Keep a clone of `storage` to seed or inspect the store directly.
+/// and serves it on a Tokio task until [`Running::stop`] or drop. Must be called inside a
+/// Tokio runtime. Keep a clone of `storage` to seed or inspect the store directly.
 pub async fn spawn_reference_storage<S: Storage>(
     storage: Arc<S>,
     addr: SocketAddr,
-) -> io::Result<ReferenceStorage> {
-    let server = Server::bind(addr).await?;
-    let addr = server.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = async move {
-        // A dropped sender means the handle is gone: stop as well.
-        let _ = stopped.await;
-    };
-    let task = tokio::spawn(server.run(app(storage), shutdown));
-    Ok(ReferenceStorage {
-        addr,
-        stop: Some(stop),
-        task,
-    })
+) -> io::Result<Running> {
+    Ok(Server::bind(addr).await?.spawn(app(storage)))
 }
 
 fn problem_body(problem: Problem) -> Json<ApiProblem> {

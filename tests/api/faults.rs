@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, LOOPBACK, order, problem, spawn_app, spawn_order_processor};
 use order_processor::{
-    http::server::Server,
+    http::server::{Running, Server},
     storage::http::{HttpStorage, HttpStorageConfig},
 };
 
@@ -27,18 +27,12 @@ async fn closed_port_url() -> String {
     format!("http://{addr}")
 }
 
-/// Serves `app` on a loopback port until the sender is dropped.
-async fn serve(app: impl poem::Endpoint + 'static) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let server = Server::bind(LOOPBACK).await.unwrap();
-    let url = format!("http://{}", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(app, async move {
-        let _ = stopped.await;
-    }));
-    (url, stop)
+/// Serves `app` on a loopback port until the handle is dropped.
+async fn serve(app: impl poem::Endpoint + 'static) -> Running {
+    Server::bind(LOOPBACK).await.unwrap().spawn(app)
 }
 
-async fn order_processor_with_storage_at(url: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn order_processor_with_storage_at(url: &str) -> Running {
     let storage = HttpStorage::new(url, HttpStorageConfig::default()).unwrap();
     spawn_order_processor(storage).await
 }
@@ -65,7 +59,8 @@ async fn assert_unavailable(response: reqwest::Response) {
 
 #[tokio::test]
 async fn an_unreachable_storage_service_gives_503_with_retry_after() {
-    let (address, _stop) = order_processor_with_storage_at(&closed_port_url().await).await;
+    let order_processor = order_processor_with_storage_at(&closed_port_url().await).await;
+    let address = order_processor.url();
     let client = reqwest::Client::new();
 
     let requests = [
@@ -90,8 +85,9 @@ async fn always_500(Data(calls): Data<&Arc<std::sync::atomic::AtomicUsize>>) -> 
 #[tokio::test]
 async fn a_storage_service_answering_5xx_gives_503_after_bounded_retries() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (url, _stop_storage) = serve(Route::new().nest("/", always_500).data(calls.clone())).await;
-    let (address, _stop) = order_processor_with_storage_at(&url).await;
+    let storage = serve(Route::new().nest("/", always_500).data(calls.clone())).await;
+    let order_processor = order_processor_with_storage_at(&storage.url()).await;
+    let address = order_processor.url();
 
     let response = reqwest::Client::new()
         .post(format!("{address}/orders"))
@@ -156,8 +152,9 @@ async fn an_order_interrupted_by_the_storage_stays_pending_and_a_retry_with_its_
         client: reqwest::Client::new(),
         fail_status: Arc::new(AtomicBool::new(true)),
     };
-    let (proxy_url, _stop_proxy) = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
-    let (address, _stop) = order_processor_with_storage_at(&proxy_url).await;
+    let proxy_server = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
+    let order_processor = order_processor_with_storage_at(&proxy_server.url()).await;
+    let address = order_processor.url();
     let client = reqwest::Client::new();
     let purchase = || {
         client

@@ -11,7 +11,7 @@ use order_processor::{
         model::{Book, BookDetails, BookId, Currency, Money, Stock},
         storage::Storage,
     },
-    http::storage_api::{ReferenceStorage, spawn_reference_storage},
+    http::{server::Running, storage_api::spawn_reference_storage},
     startup::Application,
     storage::{
         http::{HttpStorage, HttpStorageConfig},
@@ -19,7 +19,6 @@ use order_processor::{
     },
 };
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// Where the Order Processor under test keeps its orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,56 +56,41 @@ pub struct TestApp {
     /// The database the orders end up in, whichever the backend: to set up books and to
     /// check stock without going through the service under test.
     pub store: SqliteStore,
-    pub storage_service: Option<ReferenceStorage>,
-    stop: Option<oneshot::Sender<()>>,
+    pub storage_service: Option<Running>,
+    _order_processor: Running,
     _dir: TempDir,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.take();
-    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let dir = TempDir::new();
     let store = SqliteStore::open(&dir.0.join("test.db")).expect("open the test database");
-    let (address, stop, storage_service) = match backend {
-        Backend::Embedded => {
-            let (address, stop) = spawn_order_processor(store.clone()).await;
-            (address, stop, None)
-        }
+    let (order_processor, storage_service) = match backend {
+        Backend::Embedded => (spawn_order_processor(store.clone()).await, None),
         Backend::Remote => {
             let storage_service = spawn_reference_storage(Arc::new(store.clone()), LOOPBACK)
                 .await
                 .expect("start the reference Storage Service");
             let storage = HttpStorage::new(&storage_service.url(), HttpStorageConfig::default())
                 .expect("build the storage client");
-            let (address, stop) = spawn_order_processor(storage).await;
-            (address, stop, Some(storage_service))
+            (spawn_order_processor(storage).await, Some(storage_service))
         }
     };
     TestApp {
-        address,
+        address: order_processor.url(),
         client: reqwest::Client::new(),
         store,
         storage_service,
-        stop: Some(stop),
+        _order_processor: order_processor,
         _dir: dir,
     }
 }
 
-/// Starts an Order Processor over `storage`; it stops when the sender is dropped.
-pub async fn spawn_order_processor<S: Storage>(storage: S) -> (String, oneshot::Sender<()>) {
-    let application = Application::build(storage, LOOPBACK)
+/// Starts an Order Processor over `storage`; it stops when the handle is dropped.
+pub async fn spawn_order_processor<S: Storage>(storage: S) -> Running {
+    Application::build(storage, LOOPBACK)
         .await
-        .expect("bind the order processor");
-    let address = format!("http://{}", application.local_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(application.run_until(async move {
-        let _ = stopped.await;
-    }));
-    (address, stop)
+        .expect("bind the order processor")
+        .spawn()
 }
 
 impl TestApp {

@@ -16,14 +16,13 @@ use order_processor::{
         model::{Book, BookDetails, BookId, Currency, Money, Stock},
         storage::Storage,
     },
-    http::storage_api::spawn_reference_storage,
+    http::{server::Running, storage_api::spawn_reference_storage},
     startup::Application,
     storage::{
         http::{HttpStorage, HttpStorageConfig},
         sqlite::SqliteStore,
     },
 };
-use tokio::sync::oneshot;
 
 const LOOPBACK: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -51,18 +50,17 @@ async fn main() {
             let store = SqliteStore::open(&dir.join(format!("{remote}-{concurrency}.db")))
                 .expect("open the store");
             add_book(&store).await;
-            let (address, _stop, _storage) = if remote {
+            let (order_processor, _storage) = if remote {
                 let storage = spawn_reference_storage(Arc::new(store), LOOPBACK)
                     .await
                     .expect("start the storage");
                 let client = HttpStorage::new(&storage.url(), HttpStorageConfig::default())
                     .expect("build the client");
-                let (address, stop) = spawn(client).await;
-                (address, stop, Some(storage))
+                (spawn(client).await, Some(storage))
             } else {
-                let (address, stop) = spawn(store).await;
-                (address, stop, None)
+                (spawn(store).await, None)
             };
+            let address = order_processor.url();
             let name = if remote {
                 "reference Storage Service (HTTP)"
             } else {
@@ -93,14 +91,11 @@ async fn add_book(store: &SqliteStore) {
     store.put_book(&book).await.expect("put the book");
 }
 
-async fn spawn<S: Storage>(storage: S) -> (String, oneshot::Sender<()>) {
-    let application = Application::build(storage, LOOPBACK).await.expect("bind");
-    let address = format!("http://{}", application.local_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(application.run_until(async move {
-        let _ = stopped.await;
-    }));
-    (address, stop)
+async fn spawn<S: Storage>(storage: S) -> Running {
+    Application::build(storage, LOOPBACK)
+        .await
+        .expect("bind")
+        .spawn()
 }
 
 /// Places `orders` orders from `concurrency` clients, each waiting for its answer before the
