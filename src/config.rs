@@ -31,7 +31,7 @@ pub struct ConfigError {
 }
 
 pub const DEFAULT_PORT: u16 = 8082;
-pub const DEFAULT_DATA_DIR: &str = "data";
+const DEFAULT_DATA_DIR: &str = "data";
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -41,15 +41,10 @@ impl Config {
     /// Reads the configuration through `lookup`, so that tests need not touch the process
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let port = match lookup("SERVER_PORT") {
-            Some(value) => parse_port("SERVER_PORT", &value)?,
-            None => DEFAULT_PORT,
-        };
+        let port = server_port(lookup("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let storage = match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
             Some(url) => StorageConfig::Remote(parse_url("STORAGE_SERVICE_URL", &url)?),
-            None => StorageConfig::Embedded(
-                lookup("DATA_DIR").map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from),
-            ),
+            None => StorageConfig::Embedded(data_dir(lookup("DATA_DIR"))),
         };
         let log_format = parse_log_format(lookup("LOG_FORMAT").as_deref())?;
         Ok(Self {
@@ -60,12 +55,21 @@ impl Config {
     }
 }
 
-pub fn parse_port(variable: &'static str, value: &str) -> Result<u16, ConfigError> {
+/// `SERVER_PORT`, or `default` when it is unset.
+pub fn server_port(value: Option<&str>, default: u16) -> Result<u16, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
     value.parse::<u16>().map_err(|_| ConfigError {
-        variable,
+        variable: "SERVER_PORT",
         value: value.to_owned(),
         reason: "expected a port number from 0 to 65535".to_owned(),
     })
+}
+
+/// `DATA_DIR`, or `data` when it is unset.
+pub fn data_dir(value: Option<String>) -> PathBuf {
+    PathBuf::from(value.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()))
 }
 
 /// `LOG_FORMAT`: `text` (the default) or `json`.

@@ -32,16 +32,11 @@ struct Settings {
 impl Settings {
     fn from_env() -> Result<Self, ConfigError> {
         let var = |name| std::env::var(name).ok();
-        let port = match var("SERVER_PORT") {
-            Some(value) => config::parse_port("SERVER_PORT", &value)?,
-            None => DEFAULT_PORT,
-        };
-        let data_dir =
-            var("DATA_DIR").map_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR), PathBuf::from);
+        let port = config::server_port(var("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let log_format = config::parse_log_format(var("LOG_FORMAT").as_deref())?;
         Ok(Self {
             port,
-            database: data_dir.join(DATABASE_FILE),
+            database: config::data_dir(var("DATA_DIR")).join(DATABASE_FILE),
             log_format,
         })
     }
