@@ -1115,7 +1115,7 @@ async fn a_last_page_that_is_exactly_full_has_no_cursor() {
 }
 
 #[tokio::test]
-async fn list_orders_with_a_cursor_it_did_not_issue_answers_400_naming_cursor() {
+async fn list_orders_with_a_cursor_it_cannot_read_answers_400_naming_cursor() {
     let service = start().await;
     let too_long = "a".repeat(129);
     for cursor in [

@@ -223,7 +223,7 @@ async fn listing_uses_20_orders_a_page_by_default(backend: Backend) {
     assert!(page["nextCursor"].is_string());
 }
 
-async fn listing_refuses_a_cursor_it_did_not_issue_with_400(backend: Backend) {
+async fn listing_refuses_a_cursor_it_cannot_read_with_400(backend: Backend) {
     let app = spawn_app(backend).await;
     let body = problem(app.get("/orders/user/user-1?cursor=bogus").await, 400).await;
     assert_eq!(body["errors"][0]["field"], "cursor", "{body}");
@@ -254,6 +254,6 @@ on_both_backends!(
     orders_without_a_key_are_distinct_orders,
     a_users_orders_are_listed_newest_first_in_pages,
     listing_uses_20_orders_a_page_by_default,
-    listing_refuses_a_cursor_it_did_not_issue_with_400,
+    listing_refuses_a_cursor_it_cannot_read_with_400,
     listing_refuses_a_limit_outside_1_to_100_with_400,
 );
