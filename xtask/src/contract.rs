@@ -11,7 +11,7 @@
 //!   status is widened, and why);
 //! - breaking changes against the last release.
 
-use std::{fs, path::Path, process::Command, time::Instant};
+use std::{fs, path::Path, process::Command};
 
 use crate::{
     breaking, python,
@@ -57,27 +57,24 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
 }
 
 fn sdk_spec(root: &Path, check: bool) -> Result<(), String> {
-    let started = Instant::now();
-    let read = |path: &str| {
-        fs::read_to_string(root.join(path)).map_err(|err| format!("cannot read {path}: {err}"))
-    };
-    let spec = read(SPEC)?;
-    let copy = read(SDK_SPEC).unwrap_or_default();
-    if spec != copy {
-        if check {
-            return Err(format!(
-                "{SDK_SPEC} is not a copy of {SPEC}: run `cargo xtask contract` to refresh it"
-            ));
+    step::timed(&format!("the SDK's spec is a copy of {SPEC}"), || {
+        let read = |path: &str| {
+            fs::read_to_string(root.join(path)).map_err(|err| format!("cannot read {path}: {err}"))
+        };
+        let spec = read(SPEC)?;
+        let copy = read(SDK_SPEC).unwrap_or_default();
+        if spec != copy {
+            if check {
+                return Err(format!(
+                    "{SDK_SPEC} is not a copy: run `cargo xtask contract` to refresh it"
+                ));
+            }
+            fs::write(root.join(SDK_SPEC), spec)
+                .map_err(|err| format!("cannot write {SDK_SPEC}: {err}"))?;
+            println!("refreshed {SDK_SPEC}");
         }
-        fs::write(root.join(SDK_SPEC), spec)
-            .map_err(|err| format!("cannot write {SDK_SPEC}: {err}"))?;
-        println!("==> refreshed {SDK_SPEC}");
-    }
-    println!(
-        "==> the SDK's spec is a copy of {SPEC}: ok in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+        Ok(())
+    })
 }
 
 fn provider(root: &Path) -> Result<(), String> {

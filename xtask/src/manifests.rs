@@ -11,7 +11,6 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
-    time::Instant,
 };
 
 use crate::{python, step};
@@ -41,10 +40,12 @@ pub fn check(root: &Path) -> Result<(), String> {
         return Err(format!("no kustomization.yaml under {}", k8s.display()));
     }
 
-    timed(
+    step::timed(
         "kustomizations: every entry exists, every manifest is listed",
-        &list(root, &kustomizations),
-        || check_kustomizations(root, &kustomizations, &manifests),
+        || {
+            print!("{}", list(root, &kustomizations));
+            check_kustomizations(root, &kustomizations, &manifests)
+        },
     )?;
 
     // Paths relative to the root keep kubernetes-validate's messages short.
@@ -304,7 +305,8 @@ fn render(root: &Path, kustomizations: &[PathBuf]) -> Result<Vec<PathBuf>, Strin
 /// `--quiet`, kubernetes-validate prints only problems, and it exits 0 after a `WARN` for a
 /// kind or apiVersion it has no schema for (a typo in `kind:` would pass unnoticed).
 fn run_silent(name: &str, details: &str, command: &mut Command) -> Result<(), String> {
-    timed(name, details, || {
+    step::timed(name, || {
+        print!("{details}");
         let output = command
             .output()
             .map_err(|err| format!("cannot run {}: {err}", command.get_program().display()))?;
@@ -319,27 +321,6 @@ fn run_silent(name: &str, details: &str, command: &mut Command) -> Result<(), St
             Ok(())
         }
     })
-}
-
-/// Runs an in-process check as a step, printing as `step::run` does, with the `details` of
-/// what it checks under its name.
-fn timed(
-    name: &str,
-    details: &str,
-    check: impl FnOnce() -> Result<(), String>,
-) -> Result<(), String> {
-    println!("==> {name}");
-    print!("{details}");
-    let started = Instant::now();
-    let result = check();
-    let seconds = started.elapsed().as_secs_f64();
-    match result {
-        Ok(()) => {
-            println!("==> {name}: ok in {seconds:.1} s");
-            Ok(())
-        }
-        Err(err) => Err(format!("{name}: failed after {seconds:.1} s:\n{err}")),
-    }
 }
 
 fn relative(root: &Path, path: &Path) -> PathBuf {

@@ -4,17 +4,30 @@ use std::{path::Path, process::Command, time::Instant};
 
 /// Runs `command`, failing with the step's name when it exits non-zero.
 pub fn run(name: &str, command: &mut Command) -> Result<(), String> {
+    timed(name, || {
+        let status = command
+            .status()
+            .map_err(|err| format!("cannot run {:?}: {err}", command.get_program()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    })
+}
+
+/// Runs an in-process check as a named step: its name, then how it ended and how long it took.
+pub fn timed(name: &str, check: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     println!("==> {name}");
     let started = Instant::now();
-    let status = command
-        .status()
-        .map_err(|err| format!("{name}: cannot run {:?}: {err}", command.get_program()))?;
+    let result = check();
     let seconds = started.elapsed().as_secs_f64();
-    if status.success() {
-        println!("==> {name}: ok in {seconds:.1} s");
-        Ok(())
-    } else {
-        Err(format!("{name}: failed after {seconds:.1} s ({status})"))
+    match result {
+        Ok(()) => {
+            println!("==> {name}: ok in {seconds:.1} s");
+            Ok(())
+        }
+        Err(err) => Err(format!("{name}: failed after {seconds:.1} s: {err}")),
     }
 }
 
