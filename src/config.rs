@@ -1,9 +1,9 @@
 //! Configuration from the environment, as the seed names it. A bad value stops startup with
 //! a one-line message that names the variable.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use crate::telemetry::LogFormat;
+use crate::{recovery::RecoveryConfig, telemetry::LogFormat};
 
 /// Where orders are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,7 @@ pub struct Config {
     pub port: u16,
     pub storage: StorageConfig,
     pub log_format: LogFormat,
+    pub recovery: RecoveryConfig,
 }
 
 /// A variable with a value that cannot be used.
@@ -47,10 +48,20 @@ impl Config {
             None => StorageConfig::Embedded(data_dir(lookup("DATA_DIR"))),
         };
         let log_format = parse_log_format(lookup("LOG_FORMAT").as_deref())?;
+        let defaults = RecoveryConfig::default();
+        let recovery = RecoveryConfig {
+            after: duration("RECOVERY_AFTER", lookup("RECOVERY_AFTER"), defaults.after)?,
+            period: duration(
+                "RECOVERY_PERIOD",
+                lookup("RECOVERY_PERIOD"),
+                defaults.period,
+            )?,
+        };
         Ok(Self {
             port,
             storage,
             log_format,
+            recovery,
         })
     }
 }
@@ -81,6 +92,25 @@ pub fn parse_log_format(value: Option<&str>) -> Result<LogFormat, ConfigError> {
             variable: "LOG_FORMAT",
             value: other.to_owned(),
             reason: "expected `text` or `json`".to_owned(),
+        }),
+    }
+}
+
+/// A positive duration such as `30s`, `500ms` or `2m`, or `default` when unset.
+pub fn duration(
+    variable: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match humantime::parse_duration(&value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(ConfigError {
+            variable,
+            value,
+            reason: "expected a positive duration such as 30s, 500ms or 2m".to_owned(),
         }),
     }
 }
@@ -121,6 +151,22 @@ mod tests {
             StorageConfig::Embedded(PathBuf::from("data"))
         );
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.recovery, RecoveryConfig::default());
+    }
+
+    #[test]
+    fn recovery_timings_are_read_as_durations() {
+        let config = config(&[("RECOVERY_AFTER", "2s"), ("RECOVERY_PERIOD", "250ms")]).unwrap();
+        assert_eq!(config.recovery.after, Duration::from_secs(2));
+        assert_eq!(config.recovery.period, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_recovery_timing_that_is_not_a_positive_duration_is_refused() {
+        for value in ["soon", "0s", "-1s", "30"] {
+            let err = config(&[("RECOVERY_PERIOD", value)]).unwrap_err();
+            assert_eq!(err.variable, "RECOVERY_PERIOD", "{value}");
+        }
     }
 
     #[test]

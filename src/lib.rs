@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 pub mod generated;
 pub mod http;
+pub mod recovery;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -15,6 +15,7 @@ use crate::{
         orders_api::OrdersApi,
         server::{self, Running, Server},
     },
+    recovery::{self, RecoveryConfig},
     storage::{
         http::{HttpStorage, HttpStorageConfig},
         sqlite::SqliteStore,
@@ -45,8 +46,20 @@ pub struct Application {
 }
 
 impl Application {
+    /// The service over `storage`, with the default recovery settings.
     pub async fn build<S: Storage>(storage: S, addr: SocketAddr) -> io::Result<Self> {
+        Self::build_with(storage, addr, RecoveryConfig::default()).await
+    }
+
+    /// The service over `storage`; its recovery task starts now and ends when the
+    /// application is dropped or its server stops.
+    pub async fn build_with<S: Storage>(
+        storage: S,
+        addr: SocketAddr,
+        recovery: RecoveryConfig,
+    ) -> io::Result<Self> {
         let orders = Arc::new(OrderService::new(storage));
+        tokio::spawn(recovery::run(Arc::downgrade(&orders), recovery));
         let app = server::app::<_, ApiProblem>(api::service(OrdersApi::new(orders))).boxed();
         Ok(Self {
             server: Server::bind(addr).await?,
@@ -81,7 +94,7 @@ pub async fn run(
         StorageConfig::Remote(url) => {
             tracing::info!(storage = %url, "using the Storage Service");
             let storage = HttpStorage::new(&url, HttpStorageConfig::default()).map_err(|err| StartupError::Client(err.into()))?;
-            Application::build(storage, addr).await
+            Application::build_with(storage, addr, config.recovery).await
         }
         StorageConfig::Embedded(dir) => {
             let path = dir.join(DATABASE_FILE);
@@ -90,7 +103,7 @@ pub async fn run(
             if storage.seed_demo_catalogue().await.map_err(StartupError::Storage)? {
                 tracing::info!("seeded the demo catalogue: books book-1 to book-5");
             }
-            Application::build(storage, addr).await
+            Application::build_with(storage, addr, config.recovery).await
         }
     }
     .map_err(StartupError::Bind)?;

@@ -103,11 +103,19 @@ impl IdempotencyKey {
         Ok(Self(value.to_owned()))
     }
 
-    /// The order id a key stands for. Deriving it, instead of storing a key table, makes the
-    /// Storage Service's create-once-per-id rule the idempotency guarantee: the same key always
-    /// names the same order, on every replica.
-    pub fn order_id(&self) -> OrderId {
-        OrderId(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, self.0.as_bytes()))
+    /// The order id this key stands for when `user` sends it. Deriving it, instead of storing
+    /// a key table, makes the Storage Service's create-once-per-id rule the idempotency
+    /// guarantee: the same user and key always name the same order, on every replica, for as
+    /// long as the order is kept. The user is part of the name, so that two users who happen
+    /// to choose the same key place two orders, and a key alone does not give away an id.
+    pub fn order_id(&self, user: &UserId) -> OrderId {
+        // A user id holds no control character, so the NUL separator keeps every
+        // (user, key) pair apart: ("a", "b\0c") cannot collide with ("a\0b", "c").
+        let mut name = Vec::with_capacity(user.as_str().len() + 1 + self.0.len());
+        name.extend_from_slice(user.as_str().as_bytes());
+        name.push(0);
+        name.extend_from_slice(self.0.as_bytes());
+        OrderId(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, &name))
     }
 }
 
@@ -328,11 +336,18 @@ pub struct StatusChange {
     pub reason: Option<String>,
 }
 
-/// Whether an order holds its stock.
+/// Where an order's claim on its stock stands. `Returned` and `Refused` are final: either
+/// closes the allocation, so that no late or repeated take can take stock for the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllocationState {
+    /// The order holds its stock.
     Held,
+    /// The order gave its stock back, or gave up before taking any.
     Returned,
+    /// The order tried to take its stock and there was not enough. Recorded, so that a
+    /// retry of the order meets the same refusal instead of a closed allocation it cannot
+    /// explain.
+    Refused,
 }
 
 /// The stock an order took, and the book's stock after the change.
@@ -352,6 +367,7 @@ pub struct PageLimit(u32);
 impl PageLimit {
     pub const MAX: u32 = 100;
     pub const DEFAULT: PageLimit = PageLimit(20);
+    pub const MAX_PAGE: PageLimit = PageLimit(Self::MAX);
 
     pub fn new(value: i64) -> Result<Self, InvalidValue> {
         match u32::try_from(value) {
@@ -375,8 +391,11 @@ pub struct Cursor(pub String);
 /// What to list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderQuery {
-    pub user_id: UserId,
+    /// Only this user's orders; every user's when `None`, as recovery reads them.
+    pub user_id: Option<UserId>,
     pub status: Option<OrderStatus>,
+    /// Only orders created strictly before this instant.
+    pub created_before: Option<DateTime<Utc>>,
     pub limit: PageLimit,
     pub cursor: Option<Cursor>,
 }
@@ -418,17 +437,32 @@ mod tests {
     }
 
     #[test]
-    fn the_same_idempotency_key_always_names_the_same_order() {
+    fn the_same_user_and_key_always_name_the_same_order() {
+        let user = UserId::parse("user-1").unwrap();
         let key = IdempotencyKey::parse("retry-me").unwrap();
         assert_eq!(
-            key.order_id(),
-            IdempotencyKey::parse("retry-me").unwrap().order_id()
+            key.order_id(&user),
+            IdempotencyKey::parse("retry-me").unwrap().order_id(&user)
         );
         assert_ne!(
-            key.order_id(),
-            IdempotencyKey::parse("other").unwrap().order_id()
+            key.order_id(&user),
+            IdempotencyKey::parse("other").unwrap().order_id(&user)
         );
         assert!(IdempotencyKey::parse("has space").is_err());
+    }
+
+    #[test]
+    fn two_users_with_the_same_key_name_two_orders() {
+        let key = IdempotencyKey::parse("purchase-0001").unwrap();
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        assert_ne!(key.order_id(&alice), key.order_id(&bob));
+        // The separator keeps the user and the key apart.
+        let split_one = IdempotencyKey::parse("b-c").unwrap().order_id(&alice);
+        let split_two = IdempotencyKey::parse("c")
+            .unwrap()
+            .order_id(&UserId::parse("aliceb-").unwrap());
+        assert_ne!(split_one, split_two);
     }
 
     #[test]

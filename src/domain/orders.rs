@@ -3,8 +3,11 @@
 //! instead of creating another, and stock is given back wherever an order does not end
 //! confirmed.
 
+use chrono::{DateTime, Utc};
+
 use super::model::{
-    IdempotencyKey, NewOrder, Order, OrderId, OrderQuery, OrderStatus, Page, StatusChange,
+    IdempotencyKey, NewOrder, Order, OrderId, OrderQuery, OrderStatus, Page, PageLimit,
+    StatusChange,
 };
 use super::storage::{Storage, StorageError};
 use crate::telemetry::ErrorChain;
@@ -17,23 +20,31 @@ pub struct OrderRequest {
     pub quantity: super::model::Quantity,
 }
 
-/// Why an order was not placed.
+/// What became of an order: it ended `confirmed`, `rejected` or `failed`, and `order` says
+/// which and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub order: Order,
+    /// An earlier request with the same idempotency key recorded the order; this answer
+    /// repeats its outcome.
+    pub replayed: bool,
+}
+
+/// Why an order did not reach an end.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceOrderError {
-    /// Recorded as rejected; no stock was taken.
-    #[error("order {order_id} is rejected: {reason}")]
-    OutOfStock { order_id: OrderId, reason: String },
     #[error("the book does not exist")]
     UnknownBook,
     #[error("the idempotency key was already used for another order")]
     IdempotencyKeyReused,
-    /// The storage did not answer; the order, if recorded, stays pending and a retry with the
-    /// same idempotency key resumes it.
+    /// The storage did not answer. The order, if it was recorded (then `order_id` names it),
+    /// stays pending until a retry with the same key or the recovery finishes it.
     #[error("the storage is unavailable")]
-    Unavailable(#[source] StorageError),
-    /// An earlier attempt ended this order as failed.
-    #[error("order {order_id} failed: {reason}")]
-    Failed { order_id: OrderId, reason: String },
+    Unavailable {
+        order_id: Option<OrderId>,
+        #[source]
+        source: StorageError,
+    },
     #[error("unexpected storage error")]
     Internal(#[source] StorageError),
 }
@@ -80,14 +91,28 @@ impl From<StorageError> for ListOrdersError {
     }
 }
 
-/// Classifies a storage error met in the middle of the flow, where the expected refusals
-/// have already been handled.
-fn unexpected(err: StorageError) -> PlaceOrderError {
-    if err.is_retryable() {
-        PlaceOrderError::Unavailable(err)
-    } else {
-        PlaceOrderError::Internal(err)
+/// Classifies a storage error met in the middle of the flow of order `id`, where the
+/// expected refusals have already been handled.
+fn unexpected(id: OrderId) -> impl FnOnce(StorageError) -> PlaceOrderError {
+    move |err| {
+        if err.is_retryable() {
+            PlaceOrderError::Unavailable {
+                order_id: Some(id),
+                source: err,
+            }
+        } else {
+            PlaceOrderError::Internal(err)
+        }
     }
+}
+
+/// What one recovery round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Orders found pending and driven to an end, with the end each reached.
+    pub settled: Vec<Order>,
+    /// Orders found pending that stay pending for now, because the storage did not answer.
+    pub left_pending: usize,
 }
 
 pub struct OrderService<S> {
@@ -103,13 +128,15 @@ impl<S: Storage> OrderService<S> {
         &self.storage
     }
 
+    /// Places an order, or, when `key` names an order `user` already placed, resumes that
+    /// order from where it stopped and answers with its one outcome.
     pub async fn place(
         &self,
         request: OrderRequest,
         key: Option<&IdempotencyKey>,
-    ) -> Result<Order, PlaceOrderError> {
+    ) -> Result<Placed, PlaceOrderError> {
         let new = NewOrder {
-            id: key.map_or_else(OrderId::generate, IdempotencyKey::order_id),
+            id: key.map_or_else(OrderId::generate, |key| key.order_id(&request.user_id)),
             book_id: request.book_id,
             user_id: request.user_id,
             quantity: request.quantity,
@@ -122,22 +149,32 @@ impl<S: Storage> OrderService<S> {
                 StorageError::UnknownBook => PlaceOrderError::UnknownBook,
                 // Ids without a key are random, so only a reused key can name another order.
                 StorageError::Conflict(_) if key.is_some() => PlaceOrderError::IdempotencyKeyReused,
-                err => unexpected(err),
+                // Whether the order was recorded is unknown, but its id is the one it has if
+                // it was: the caller can look it up.
+                err if err.is_retryable() => PlaceOrderError::Unavailable {
+                    order_id: Some(new.id),
+                    source: err,
+                },
+                err => PlaceOrderError::Internal(err),
             })?;
-        self.settle(recorded.order).await
+        let order = self.settle(recorded.order).await?;
+        Ok(Placed {
+            order,
+            replayed: key.is_some() && !recorded.created,
+        })
     }
 
-    /// Takes a pending order to its end; answers at once for an order that already ended,
-    /// as a replayed request finds it.
+    /// Takes a pending order to its end, as the request that recorded it would have; answers
+    /// at once with an order that already ended. Every step is idempotent or compare-and-set,
+    /// so any number of requests and recovery rounds on any number of replicas may settle
+    /// the same order at once and all reach the same end.
     async fn settle(&self, order: Order) -> Result<Order, PlaceOrderError> {
-        match order.status {
-            OrderStatus::Confirmed => return Ok(order),
-            OrderStatus::Rejected => return Err(rejected(order)),
-            OrderStatus::Failed => return Err(failed(order)),
-            OrderStatus::Pending => {}
+        if order.status != OrderStatus::Pending {
+            return Ok(order);
         }
         match self.storage.take_stock(order.id).await {
             Ok(_) => self.finish(order.id, OrderStatus::Confirmed, None).await,
+            // Also the answer to a retry after the first refusal: the storage recorded it.
             Err(StorageError::OutOfStock { available }) => {
                 let reason = match available {
                     Some(available) => format!(
@@ -152,18 +189,24 @@ impl<S: Storage> OrderService<S> {
                         order.quantity.get()
                     ),
                 };
-                self.give_up(order.id, OrderStatus::Rejected, reason).await
+                self.finish(order.id, OrderStatus::Rejected, Some(reason))
+                    .await
             }
-            // The allocation was closed by an earlier attempt that did not finish.
+            // Another attempt ended the order, or gave its stock back on the way to `failed`.
             Err(StorageError::Conflict(_)) => {
-                let current = self.storage.order(order.id).await.map_err(unexpected)?;
+                let current = self
+                    .storage
+                    .order(order.id)
+                    .await
+                    .map_err(unexpected(order.id))?;
                 if current.status != OrderStatus::Pending {
-                    return Box::pin(self.settle(current)).await;
+                    return Ok(current);
                 }
                 let reason = "processing was interrupted and the stock was given back".to_owned();
-                self.give_up(order.id, OrderStatus::Failed, reason).await
+                self.finish(order.id, OrderStatus::Failed, Some(reason))
+                    .await
             }
-            Err(err) if err.is_retryable() => Err(PlaceOrderError::Unavailable(err)),
+            Err(err) if err.is_retryable() => Err(unexpected(order.id)(err)),
             Err(err) => {
                 tracing::error!(order_id = %order.id, error = %ErrorChain(&err), "taking stock failed");
                 self.give_up(
@@ -183,7 +226,10 @@ impl<S: Storage> OrderService<S> {
         to: OrderStatus,
         reason: String,
     ) -> Result<Order, PlaceOrderError> {
-        self.storage.return_stock(id).await.map_err(unexpected)?;
+        self.storage
+            .return_stock(id)
+            .await
+            .map_err(unexpected(id))?;
         self.finish(id, to, Some(reason)).await
     }
 
@@ -201,16 +247,55 @@ impl<S: Storage> OrderService<S> {
         let order = match self.storage.change_status(id, &change).await {
             Ok(order) => order,
             // Another attempt on the same order got there first: its outcome stands.
-            Err(StorageError::Conflict(_)) => self.storage.order(id).await.map_err(unexpected)?,
-            Err(err) => return Err(unexpected(err)),
+            Err(StorageError::Conflict(_)) => {
+                self.storage.order(id).await.map_err(unexpected(id))?
+            }
+            Err(err) => return Err(unexpected(id)(err)),
         };
-        match order.status {
-            OrderStatus::Confirmed => Ok(order),
-            OrderStatus::Rejected => Err(rejected(order)),
-            OrderStatus::Failed => Err(failed(order)),
-            OrderStatus::Pending => Err(PlaceOrderError::Internal(StorageError::Failed(
+        if order.status == OrderStatus::Pending {
+            return Err(PlaceOrderError::Internal(StorageError::Failed(
                 format!("order {id} is still pending after its status changed").into(),
-            ))),
+            )));
+        }
+        Ok(order)
+    }
+
+    /// Finds the orders that stayed pending since before `created_before` (their request
+    /// died, timed out, or lost the storage) and settles each as a retry of its request would:
+    /// stock taken or still in stock, it ends confirmed; stock short, rejected. So no order
+    /// stays pending, and no stock stays held by an order that will never end.
+    pub async fn recover(&self, created_before: DateTime<Utc>) -> Result<Recovery, StorageError> {
+        let mut recovery = Recovery::default();
+        let mut query = OrderQuery {
+            user_id: None,
+            status: Some(OrderStatus::Pending),
+            created_before: Some(created_before),
+            limit: PageLimit::MAX_PAGE,
+            cursor: None,
+        };
+        loop {
+            let page = self.storage.orders(&query).await?;
+            for order in page.items {
+                let id = order.id;
+                match self.settle(order).await {
+                    Ok(order) => {
+                        tracing::info!(order_id = %id, status = order.status.as_str(), "recovered a pending order");
+                        recovery.settled.push(order);
+                    }
+                    Err(PlaceOrderError::Unavailable { source, .. }) => {
+                        tracing::warn!(order_id = %id, error = %ErrorChain(&source), "cannot recover a pending order yet");
+                        recovery.left_pending += 1;
+                    }
+                    Err(err) => {
+                        tracing::error!(order_id = %id, error = %ErrorChain(&err), "cannot recover a pending order");
+                        recovery.left_pending += 1;
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(recovery),
+            }
         }
     }
 
@@ -229,23 +314,5 @@ pub fn copies(count: i64) -> String {
         "1 copy".to_owned()
     } else {
         format!("{count} copies")
-    }
-}
-
-fn rejected(order: Order) -> PlaceOrderError {
-    PlaceOrderError::OutOfStock {
-        order_id: order.id,
-        reason: order
-            .reason
-            .unwrap_or_else(|| "not enough stock".to_owned()),
-    }
-}
-
-fn failed(order: Order) -> PlaceOrderError {
-    PlaceOrderError::Failed {
-        order_id: order.id,
-        reason: order
-            .reason
-            .unwrap_or_else(|| "processing failed".to_owned()),
     }
 }

@@ -125,37 +125,65 @@ impl<S: Storage> Handlers for OrdersApi<S> {
                 )));
             }
         };
-        match self.orders.place(request, key.as_ref()).await {
-            Ok(order) => {
-                let location = format!("/orders/{}", order.id);
-                CreateOrderResponse::Created(Json(api_order(order)), location)
-            }
-            Err(PlaceOrderError::OutOfStock { order_id, reason }) => CreateOrderResponse::Conflict(
-                problem_body(Problem::new(problem::OUT_OF_STOCK, reason).with_order_id(order_id.0)),
-            ),
+        let placed = match self.orders.place(request, key.as_ref()).await {
+            Ok(placed) => placed,
             Err(PlaceOrderError::UnknownBook) => {
-                CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
+                return CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
                     problem::UNKNOWN_BOOK,
                     "no book in the catalogue has this bookId",
-                )))
+                )));
             }
             Err(PlaceOrderError::IdempotencyKeyReused) => {
-                CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
+                return CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
                     problem::IDEMPOTENCY_KEY_REUSED,
                     "this Idempotency-Key was already used with another body; use a new key for a new order",
-                )))
+                )));
             }
-            Err(PlaceOrderError::Failed { order_id, reason }) => {
-                CreateOrderResponse::InternalServerError(problem_body(
-                    Problem::new(problem::INTERNAL, format!("the order failed: {reason}"))
-                        .with_order_id(order_id.0),
-                ))
-            }
-            Err(PlaceOrderError::Unavailable(err)) => {
-                CreateOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
+            Err(PlaceOrderError::Unavailable { order_id, source }) => {
+                let mut body = log_unavailable(&source);
+                body.0.order_id = order_id.map(|id| id.0);
+                return CreateOrderResponse::ServiceUnavailable(body, RETRY_AFTER_SECONDS);
             }
             Err(PlaceOrderError::Internal(err)) => {
-                CreateOrderResponse::InternalServerError(log_internal(&err))
+                return CreateOrderResponse::InternalServerError(log_internal(&err));
+            }
+        };
+        // Absent rather than `false` on a first answer, as clients of other APIs that send
+        // this header expect.
+        let replayed = placed.replayed.then_some(true);
+        let order = placed.order;
+        let reason = order.reason.clone();
+        match order.status {
+            OrderStatus::Confirmed => {
+                let location = format!("/orders/{}", order.id);
+                CreateOrderResponse::Created(Json(api_order(order)), location, replayed)
+            }
+            OrderStatus::Rejected => CreateOrderResponse::Conflict(
+                problem_body(
+                    Problem::new(
+                        problem::OUT_OF_STOCK,
+                        reason.unwrap_or_else(|| "not enough stock".to_owned()),
+                    )
+                    .with_order_id(order.id.0),
+                ),
+                replayed,
+            ),
+            OrderStatus::Failed => CreateOrderResponse::InternalServerError(problem_body(
+                Problem::new(
+                    problem::INTERNAL,
+                    format!(
+                        "the order failed: {}",
+                        reason.as_deref().unwrap_or("processing failed")
+                    ),
+                )
+                .with_order_id(order.id.0),
+            )),
+            OrderStatus::Pending => {
+                tracing::error!(order_id = %order.id, "an order came back from the flow still pending");
+                CreateOrderResponse::InternalServerError(problem_body(Problem::new(
+                    problem::INTERNAL,
+                    "an unexpected error occurred",
+                )))
             }
         }
     }
@@ -185,8 +213,9 @@ impl<S: Storage> Handlers for OrdersApi<S> {
             .map_err(|err| Problem::invalid_field("userId", err.0))
             .and_then(|user_id| {
                 Ok(OrderQuery {
-                    user_id,
+                    user_id: Some(user_id),
                     status: None,
+                    created_before: None,
                     limit: PageLimit::new(limit.into())
                         .map_err(|err| Problem::invalid_field("limit", err.0))?,
                     cursor: cursor.map(Cursor),

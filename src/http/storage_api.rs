@@ -8,6 +8,7 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use poem::{Endpoint, Response};
 use poem_openapi::payload::Json;
 
@@ -128,14 +129,19 @@ fn new_order(body: ApiNewOrder) -> Result<NewOrder, Problem> {
 }
 
 fn order_query(
-    user_id: &str,
+    user_id: Option<String>,
     status: Option<ApiOrderStatus>,
+    created_before: Option<DateTime<Utc>>,
     limit: i32,
     cursor: Option<String>,
 ) -> Result<OrderQuery, Problem> {
     Ok(OrderQuery {
-        user_id: UserId::parse(user_id).map_err(|err| Problem::invalid_field("userId", err.0))?,
+        user_id: user_id
+            .map(|id| UserId::parse(&id))
+            .transpose()
+            .map_err(|err| Problem::invalid_field("userId", err.0))?,
         status: status.map(order_status),
+        created_before,
         limit: PageLimit::new(limit.into())
             .map_err(|err| Problem::invalid_field("limit", err.0))?,
         cursor: cursor.map(Cursor),
@@ -228,6 +234,7 @@ fn api_allocation(allocation: StockAllocation) -> ApiStockAllocation {
         state: match allocation.state {
             AllocationState::Held => ApiAllocationState::Held,
             AllocationState::Returned => ApiAllocationState::Returned,
+            AllocationState::Refused => ApiAllocationState::Refused,
         },
         book_stock: allocation.book_stock.get(),
     }
@@ -314,12 +321,13 @@ impl<S: Storage> Handlers for StorageApi<S> {
 
     async fn list_orders(
         &self,
-        user_id: String,
+        user_id: Option<String>,
         status: Option<ApiOrderStatus>,
+        created_before: Option<DateTime<Utc>>,
         limit: i32,
         cursor: Option<String>,
     ) -> ListOrdersResponse {
-        let query = match order_query(&user_id, status, limit, cursor) {
+        let query = match order_query(user_id, status, created_before, limit, cursor) {
             Ok(query) => query,
             Err(problem) => return ListOrdersResponse::BadRequest(problem_body(problem)),
         };

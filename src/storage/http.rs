@@ -150,15 +150,17 @@ fn checked_base_url(base_url: &str) -> Result<String, HttpStorageSetupError> {
 impl Storage for HttpStorage {
     async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
         let body = new_order_to(order)?;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let answer = self
             .call("create_order", || {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.client.create_order().body(body.clone()).send()
             })
             .await?;
-        // When the answer to a first attempt that created the order is lost, the retry
-        // answers 200, so `created` can be false for the call that did create it. Only the
-        // record is authoritative.
-        let created = answer.status() == StatusCode::CREATED;
+        // When the answer to an attempt that created the order is lost, the next attempt
+        // answers 200. A 200 after a failed attempt cannot tell whose the order is, so it
+        // counts as created here: `created: false` is only said when it is certain.
+        let created = answer.status() == StatusCode::CREATED || attempts.into_inner() > 1;
         let recorded = order_from(answer.into_inner())?;
         if !recorded.matches(order) {
             return Err(broken_answer(format!(
@@ -182,18 +184,20 @@ impl Storage for HttpStorage {
     }
 
     async fn orders(&self, query: &OrderQuery) -> StorageResult<Page<Order>> {
-        let user_id = user_id_to(&query.user_id)?;
+        let user_id = query.user_id.as_ref().map(user_id_to).transpose()?;
         let cursor = query.cursor.as_ref().map(cursor_to).transpose()?;
         let limit = NonZeroU32::new(query.limit.get())
             .ok_or_else(|| not_sent("limit", "must be at least 1"))?;
         let status = query.status.map(status_to);
         let answer = self
             .call("list_orders", || {
-                let mut request = self
-                    .client
-                    .list_orders()
-                    .user_id(user_id.clone())
-                    .limit(limit);
+                let mut request = self.client.list_orders().limit(limit);
+                if let Some(user_id) = &user_id {
+                    request = request.user_id(user_id.clone());
+                }
+                if let Some(created_before) = query.created_before {
+                    request = request.created_before(created_before);
+                }
                 if let Some(cursor) = &cursor {
                     request = request.cursor(cursor.clone());
                 }
@@ -211,7 +215,14 @@ impl Storage for HttpStorage {
             .collect::<StorageResult<Vec<_>>>()?;
         // Another user's order in the page would leak it to the caller.
         if let Some(stray) = items.iter().find(|order| {
-            order.user_id != query.user_id || query.status.is_some_and(|s| s != order.status)
+            query
+                .user_id
+                .as_ref()
+                .is_some_and(|user| *user != order.user_id)
+                || query.status.is_some_and(|s| s != order.status)
+                || query
+                    .created_before
+                    .is_some_and(|before| order.created_at >= before)
         }) {
             return Err(broken_answer(format!(
                 "order {} in a list it does not match",
@@ -549,6 +560,7 @@ fn allocation_state_from(state: types::AllocationState) -> AllocationState {
     match state {
         types::AllocationState::Held => AllocationState::Held,
         types::AllocationState::Returned => AllocationState::Returned,
+        types::AllocationState::Refused => AllocationState::Refused,
     }
 }
 

@@ -68,6 +68,21 @@ const MIGRATIONS: &[&str] = &[
         quantity INTEGER NOT NULL CHECK (quantity > 0),
         state    TEXT    NOT NULL CHECK (state IN ('held', 'returned'))
     ) STRICT;",
+    // 2: a take refused for lack of stock is recorded as `refused`, so that a retry of the
+    // order meets the same refusal; SQLite cannot change a CHECK in place, so the table is
+    // copied. Recovery lists pending orders across users, by status.
+    "CREATE TABLE allocations_v2 (
+        order_id TEXT    NOT NULL PRIMARY KEY REFERENCES orders (id),
+        book_id  TEXT    NOT NULL REFERENCES books (id),
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        state    TEXT    NOT NULL CHECK (state IN ('held', 'returned', 'refused'))
+    ) STRICT;
+    INSERT INTO allocations_v2 (order_id, book_id, quantity, state)
+        SELECT order_id, book_id, quantity, state FROM allocations;
+    DROP TABLE allocations;
+    ALTER TABLE allocations_v2 RENAME TO allocations;
+
+    CREATE INDEX orders_by_status ON orders (status, seq);",
 ];
 
 const BOOK_COLUMNS: &str = "id, title, author, price, currency, stock";
@@ -371,6 +386,7 @@ fn allocation_state(value: String) -> Result<AllocationState, InvalidValue> {
     match value.as_str() {
         "held" => Ok(AllocationState::Held),
         "returned" => Ok(AllocationState::Returned),
+        "refused" => Ok(AllocationState::Refused),
         other => Err(InvalidValue(format!("unknown allocation state {other:?}"))),
     }
 }
@@ -379,6 +395,7 @@ fn state_name(state: AllocationState) -> &'static str {
     match state {
         AllocationState::Held => "held",
         AllocationState::Returned => "returned",
+        AllocationState::Refused => "refused",
     }
 }
 
@@ -538,18 +555,33 @@ fn list_orders(conn: &Connection, query: &OrderQuery) -> Result<Page<Order>, OpE
         None => i64::MAX,
     };
     let limit = query.limit.get() as usize;
+    // Each filter is either in the statement or not, rather than `?n IS NULL OR ...`, so that
+    // SQLite picks the index that fits: by user for a user's list, by status for recovery.
+    let mut filters = vec!["seq < ?1"];
+    if query.user_id.is_some() {
+        filters.push("user_id = ?2");
+    }
+    if query.status.is_some() {
+        filters.push("status = ?3");
+    }
+    if query.created_before.is_some() {
+        filters.push("created_at_us < ?4");
+    }
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ORDER_COLUMNS}, seq FROM orders
-         WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) AND seq < ?3
+         WHERE {}
          ORDER BY seq DESC
-         LIMIT ?4"
+         LIMIT ?5",
+        filters.join(" AND ")
     ))?;
+    // SQLite binds every parameter a statement numbers up to its highest, used or not.
     // One more than asked tells whether a next page exists without a second query.
     let rows = stmt.query_map(
         params![
-            query.user_id.as_str(),
-            query.status.map(OrderStatus::as_str),
             before,
+            query.user_id.as_ref().map(UserId::as_str),
+            query.status.map(OrderStatus::as_str),
+            query.created_before.map(|at| at.timestamp_micros()),
             i64::from(query.limit.get()) + 1
         ],
         |row| Ok((order_from_row(row)?, row.get::<_, i64>(12)?)),
@@ -641,6 +673,13 @@ fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpE
     let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
     match select_allocation(&tx, &key)? {
         Some(held) if held.state == AllocationState::Held => return Ok(held),
+        // The first refusal stands, whatever the stock has become since.
+        Some(refused) if refused.state == AllocationState::Refused => {
+            return Err(StorageError::OutOfStock {
+                available: Some(refused.book_stock.get()),
+            }
+            .into());
+        }
         Some(_) => {
             return Err(conflict(format!(
                 "order {id} has given its stock back and cannot take it again"
@@ -664,7 +703,11 @@ fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpE
         .query_row(params![order.book_id.as_str(), quantity], |row| row.get(0))
         .optional()?;
     let Some(stock) = taken else {
+        // Recorded in the same transaction as the check, so that every later take of this
+        // order answers the same refusal.
+        insert_allocation(&tx, &order, AllocationState::Refused)?;
         let available = book_stock(&tx, &order.book_id)?.get();
+        tx.commit()?;
         return Err(StorageError::OutOfStock {
             available: Some(available),
         }
@@ -693,7 +736,7 @@ fn return_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, O
         )));
     }
     let allocation = match select_allocation(&tx, &key)? {
-        Some(returned) if returned.state == AllocationState::Returned => return Ok(returned),
+        Some(closed) if closed.state != AllocationState::Held => return Ok(closed),
         Some(held) => {
             let stock: i64 = tx
                 .prepare_cached(
@@ -897,8 +940,9 @@ mod tests {
 
     fn query(user: &str, limit: i64, cursor: Option<Cursor>) -> OrderQuery {
         OrderQuery {
-            user_id: UserId::parse(user).unwrap(),
+            user_id: Some(UserId::parse(user).unwrap()),
             status: None,
+            created_before: None,
             limit: PageLimit::new(limit).unwrap(),
             cursor,
         }
@@ -1250,7 +1294,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn not_enough_stock_reports_what_is_available_and_changes_nothing() {
+    async fn not_enough_stock_is_recorded_as_refused_and_the_refusal_stands() {
         let (_dir, store) = store_with_book(2).await;
         let order = place(&store, 3).await;
         assert!(matches!(
@@ -1260,15 +1304,56 @@ mod tests {
         assert_eq!(stock_of(&store, "book-1").await, 2);
         assert_eq!(store.order(order.id).await.unwrap(), order);
 
-        // Nothing was held, so the order may try again once there is stock.
+        // A retry of the order, even once there is stock, meets the same refusal, so it
+        // ends rejected as the first attempt decided.
         store
             .set_stock(&book_id("book-1"), Stock::new(3).unwrap())
             .await
             .unwrap();
-        assert_eq!(
-            store.take_stock(order.id).await.unwrap().book_stock.get(),
-            0
-        );
+        assert!(matches!(
+            store.take_stock(order.id).await,
+            Err(StorageError::OutOfStock { available: Some(3) })
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 3);
+        let closed = store.return_stock(order.id).await.unwrap();
+        assert_eq!(closed.state, AllocationState::Refused);
+        assert_eq!(stock_of(&store, "book-1").await, 3, "nothing to give back");
+    }
+
+    #[tokio::test]
+    async fn pending_orders_created_before_an_instant_are_listed_across_users() {
+        let (_dir, store) = store_with_book(10).await;
+        let old_alice = place(&store, 1).await;
+        let old_bob = store
+            .create_order(&new_order("book-1", "bob", 1))
+            .await
+            .unwrap()
+            .order;
+        let settled = place(&store, 1).await;
+        store
+            .change_status(
+                settled.id,
+                &change(OrderStatus::Pending, OrderStatus::Rejected, Some("r")),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let cut = Utc::now();
+        place(&store, 1).await;
+
+        let mut query = OrderQuery {
+            user_id: None,
+            status: Some(OrderStatus::Pending),
+            created_before: Some(cut),
+            limit: PageLimit::new(1).unwrap(),
+            cursor: None,
+        };
+        let first = store.orders(&query).await.unwrap();
+        assert_eq!(first.items, [old_bob]);
+        query.cursor = first.next_cursor;
+        let second = store.orders(&query).await.unwrap();
+        assert_eq!(second.items, [old_alice]);
+        assert_eq!(second.next_cursor, None);
     }
 
     #[tokio::test]

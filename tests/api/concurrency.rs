@@ -98,7 +98,92 @@ async fn parallel_retries_with_one_idempotency_key_place_one_order(backend: Back
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 }
 
+async fn parallel_retries_of_an_order_refused_for_stock_all_answer_409_naming_one_order(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.add_book("book-1", 1).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let client = app.client.clone();
+        let url = format!("{}/orders", app.address);
+        tasks.spawn(async move {
+            let response = client
+                .post(url)
+                .header("Idempotency-Key", "too-many")
+                .json(&order("book-1", 2, "user-1"))
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        });
+    }
+    let answers = tasks.join_all().await;
+
+    for (status, body) in &answers {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["type"], "/problems/out-of-stock");
+        assert_eq!(body["orderId"], answers[0].1["orderId"]);
+    }
+    let id = answers[0].1["orderId"].as_str().unwrap();
+    let recorded: Value = app
+        .get(&format!("/orders/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recorded["status"], "rejected");
+    assert_eq!(app.stock_of("book-1").await, 1);
+}
+
+async fn two_users_with_the_same_key_place_two_orders(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.add_book("book-1", 10).await;
+
+    let mut ids = Vec::new();
+    for user in ["alice", "bob"] {
+        let response = app
+            .post_order_with_key(&order("book-1", 1, user), "purchase-0001")
+            .await;
+        assert_eq!(response.status().as_u16(), 201);
+        assert!(response.headers().get("idempotent-replayed").is_none());
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["userId"], user);
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(app.stock_of("book-1").await, 8);
+}
+
+async fn a_replayed_answer_is_marked_and_a_first_answer_is_not(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.add_book("book-1", 1).await;
+
+    for (quantity, key, status) in [(1, "fits", 201), (5, "too-many", 409)] {
+        let body = order("book-1", quantity, "user-1");
+        let first = app.post_order_with_key(&body, key).await;
+        assert_eq!(first.status().as_u16(), status);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let first: Value = first.json().await.unwrap();
+        let again = app.post_order_with_key(&body, key).await;
+        assert_eq!(again.status().as_u16(), status);
+        assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again, first, "the replay repeats the outcome");
+    }
+    // Without a key nothing is ever replayed.
+    let plain = app.post_order(&order("book-1", 5, "user-1")).await;
+    assert!(plain.headers().get("idempotent-replayed").is_none());
+}
+
 on_both_backends!(
     parallel_orders_never_oversell_and_confirmed_quantities_add_up,
     parallel_retries_with_one_idempotency_key_place_one_order,
+    parallel_retries_of_an_order_refused_for_stock_all_answer_409_naming_one_order,
+    two_users_with_the_same_key_place_two_orders,
+    a_replayed_answer_is_marked_and_a_first_answer_is_not,
 );

@@ -1,9 +1,9 @@
 //! Storage failures: the caller gets 503 with `Retry-After`, no order is lost or duplicated,
 //! and a retry with the same idempotency key resumes the order where it stopped.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
 };
 
 use poem::{
@@ -13,9 +13,13 @@ use poem::{
 };
 use serde_json::Value;
 
-use crate::helpers::{Backend, LOOPBACK, order, problem, spawn_app, spawn_order_processor};
+use crate::helpers::{
+    Backend, LOOPBACK, TestApp, order, problem, spawn_app, spawn_order_processor,
+};
 use order_processor::{
     http::server::{Running, Server},
+    recovery::RecoveryConfig,
+    startup::Application,
     storage::http::{HttpStorage, HttpStorageConfig},
 };
 
@@ -104,13 +108,29 @@ async fn a_storage_service_answering_5xx_gives_503_after_bounded_retries() {
     );
 }
 
-/// Forwards to the reference Storage Service, except status changes while `fail_status`
-/// is set: those answer 503, as a Storage Service that fails mid-flow.
+/// Forwards to the reference Storage Service, except the `PUT`s whose path ends with the
+/// suffix `failing` holds (`/status` for status changes, `/stock` for takes): those answer
+/// 503, as a Storage Service that fails mid-flow.
 #[derive(Clone)]
 struct FaultProxy {
     upstream: String,
     client: reqwest::Client,
-    fail_status: Arc<AtomicBool>,
+    failing: Arc<Mutex<Option<&'static str>>>,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `app`'s Storage Service that fails the `PUT`s ending with `suffix`.
+    fn failing(app: &TestApp, suffix: &'static str) -> Self {
+        Self {
+            upstream: app.storage_service.as_ref().unwrap().url(),
+            client: reqwest::Client::new(),
+            failing: Arc::new(Mutex::new(Some(suffix))),
+        }
+    }
+
+    fn heal(&self) {
+        *self.failing.lock().unwrap() = None;
+    }
 }
 
 #[handler]
@@ -120,10 +140,8 @@ async fn forward(request: &Request, body: Body, Data(proxy): Data<&FaultProxy>) 
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    if proxy.fail_status.load(Ordering::SeqCst)
-        && request.method() == Method::PUT
-        && path.ends_with("/status")
-    {
+    let failing = *proxy.failing.lock().unwrap();
+    if request.method() == Method::PUT && failing.is_some_and(|suffix| path.ends_with(suffix)) {
         return StatusCode::SERVICE_UNAVAILABLE.into();
     }
     let upstream = proxy
@@ -147,11 +165,7 @@ async fn forward(request: &Request, body: Body, Data(proxy): Data<&FaultProxy>) 
 async fn an_order_interrupted_by_the_storage_stays_pending_and_a_retry_with_its_key_confirms_it() {
     let app = spawn_app(Backend::Remote).await;
     app.add_book("book-1", 5).await;
-    let proxy = FaultProxy {
-        upstream: app.storage_service.as_ref().unwrap().url(),
-        client: reqwest::Client::new(),
-        fail_status: Arc::new(AtomicBool::new(true)),
-    };
+    let proxy = FaultProxy::failing(&app, "/status");
     let proxy_server = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
     let order_processor = order_processor_with_storage_at(&proxy_server.url()).await;
     let address = order_processor.url();
@@ -173,7 +187,7 @@ async fn an_order_interrupted_by_the_storage_stays_pending_and_a_retry_with_its_
         "the pending order holds its stock"
     );
 
-    proxy.fail_status.store(false, Ordering::SeqCst);
+    proxy.heal();
     let retried = purchase().await.unwrap();
 
     assert_eq!(retried.status().as_u16(), 201);
@@ -187,4 +201,196 @@ async fn an_order_interrupted_by_the_storage_stays_pending_and_a_retry_with_its_
         1,
         "no second order"
     );
+}
+
+/// Recovery that acts within a test's patience: orders pending for 300 ms are recovered,
+/// with a scan every 100 ms.
+const QUICK_RECOVERY: RecoveryConfig = RecoveryConfig {
+    after: Duration::from_millis(300),
+    period: Duration::from_millis(100),
+};
+
+async fn order_processor_with_recovery(url: &str, recovery: RecoveryConfig) -> Running {
+    let storage = HttpStorage::new(url, HttpStorageConfig::default()).unwrap();
+    Application::build_with(storage, LOOPBACK, recovery)
+        .await
+        .unwrap()
+        .spawn()
+}
+
+/// Reads the order `id` until its status is no longer `pending`, for at most 10 s.
+async fn ended(app: &TestApp, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let order: Value = app
+            .get(&format!("/orders/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if order["status"] != "pending" {
+            return order;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {id} is still pending: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_out_of_stock_order_interrupted_before_it_was_rejected_answers_409_on_retry() {
+    let app = spawn_app(Backend::Remote).await;
+    app.add_book("book-1", 1).await;
+    let proxy = FaultProxy::failing(&app, "/status");
+    let proxy_server = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
+    // Recovery is kept out of the way: the retry alone must find the outcome.
+    let quiet = RecoveryConfig {
+        after: Duration::from_secs(3600),
+        period: Duration::from_secs(3600),
+    };
+    let order_processor = order_processor_with_recovery(&proxy_server.url(), quiet).await;
+    let address = order_processor.url();
+    let client = reqwest::Client::new();
+    let purchase = || {
+        client
+            .post(format!("{address}/orders"))
+            .header("Idempotency-Key", "short-1")
+            .json(&order("book-1", 2, "user-1"))
+            .send()
+    };
+
+    let first = problem(purchase().await.unwrap(), 503).await;
+    let order_id = first["orderId"]
+        .as_str()
+        .expect("the 503 names the order")
+        .to_owned();
+    proxy.heal();
+    for _ in 0..3 {
+        let retried = purchase().await.unwrap();
+        assert_eq!(
+            retried.headers().get("idempotent-replayed").unwrap(),
+            "true"
+        );
+        let body = problem(retried, 409).await;
+        assert_eq!(body["type"], "/problems/out-of-stock");
+        assert_eq!(body["orderId"], order_id.as_str());
+    }
+    let recorded: Value = app
+        .get(&format!("/orders/{order_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recorded["status"], "rejected", "{recorded}");
+    assert_eq!(app.stock_of("book-1").await, 1, "no stock moved");
+}
+
+#[tokio::test]
+async fn recovery_confirms_an_interrupted_order_that_holds_its_stock_and_a_retry_answers_the_same()
+{
+    let app = spawn_app(Backend::Remote).await;
+    app.add_book("book-1", 5).await;
+    let proxy = FaultProxy::failing(&app, "/status");
+    let proxy_server = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
+    let order_processor = order_processor_with_recovery(&proxy_server.url(), QUICK_RECOVERY).await;
+    let address = order_processor.url();
+    let client = reqwest::Client::new();
+    let purchase = |key: &'static str| {
+        client
+            .post(format!("{address}/orders"))
+            .header("Idempotency-Key", key)
+            .json(&order("book-1", 2, "user-1"))
+            .send()
+    };
+
+    let first = problem(purchase("held-1").await.unwrap(), 503).await;
+    let order_id = first["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.stock_of("book-1").await,
+        3,
+        "the pending order holds its stock"
+    );
+    proxy.heal();
+
+    let recovered = ended(&app, &order_id).await;
+    assert_eq!(recovered["status"], "confirmed", "{recovered}");
+    assert_eq!(app.stock_of("book-1").await, 3, "taken once");
+    let retried = purchase("held-1").await.unwrap();
+    assert_eq!(retried.status().as_u16(), 201);
+    assert_eq!(
+        retried.headers().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+    let body: Value = retried.json().await.unwrap();
+    assert_eq!(body["id"], order_id.as_str());
+    assert_eq!(body["status"], "confirmed");
+}
+
+#[tokio::test]
+async fn recovery_finishes_orders_whose_stock_was_never_taken_by_taking_it_or_rejecting_them() {
+    let app = spawn_app(Backend::Remote).await;
+    app.add_book("plenty", 5).await;
+    app.add_book("none", 0).await;
+    let proxy = FaultProxy::failing(&app, "/stock");
+    let proxy_server = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
+    let order_processor = order_processor_with_recovery(&proxy_server.url(), QUICK_RECOVERY).await;
+    let address = order_processor.url();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for book in ["plenty", "none"] {
+        let response = client
+            .post(format!("{address}/orders"))
+            .json(&order(book, 1, "user-1"))
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, 503).await;
+        ids.push(body["orderId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(app.stock_of("plenty").await, 5, "nothing taken yet");
+    proxy.heal();
+
+    let confirmed = ended(&app, &ids[0]).await;
+    assert_eq!(confirmed["status"], "confirmed", "{confirmed}");
+    assert_eq!(app.stock_of("plenty").await, 4);
+    let rejected = ended(&app, &ids[1]).await;
+    assert_eq!(rejected["status"], "rejected", "{rejected}");
+    assert!(
+        rejected["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("none")),
+        "{rejected}"
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_store_recovers_its_pending_orders_too() {
+    use order_processor::domain::{
+        model::{BookId, NewOrder, OrderId, Quantity, UserId},
+        storage::Storage,
+    };
+    let app = spawn_app(Backend::Embedded).await;
+    app.add_book("book-1", 2).await;
+    // As a process killed after recording its order would leave it.
+    let stuck = app
+        .store
+        .create_order(&NewOrder {
+            id: OrderId::generate(),
+            book_id: BookId::parse("book-1").unwrap(),
+            user_id: UserId::parse("user-1").unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+        })
+        .await
+        .unwrap()
+        .order;
+    let _recovering = Application::build_with(app.store.clone(), LOOPBACK, QUICK_RECOVERY)
+        .await
+        .unwrap()
+        .spawn();
+
+    let recovered = ended(&app, &stuck.id.to_string()).await;
+    assert_eq!(recovered["status"], "confirmed", "{recovered}");
+    assert_eq!(app.stock_of("book-1").await, 0);
 }
