@@ -7,6 +7,7 @@ mod contract;
 mod manifests;
 mod python;
 mod services;
+mod soak;
 mod specs;
 mod step;
 mod swagger_ui;
@@ -25,6 +26,9 @@ tasks:
   validate-specs          check both OpenAPI specs with openapi-spec-validator
   manifests               lint the Dockerfile and validate the Kubernetes manifests
   swagger-ui              try POST /orders from Swagger UI in headless Chromium
+  soak [--duration 10m] [--seed N]
+                          the fault-injection test (tests/chaos.rs) run longer: two
+                          replicas behind fault proxies, one killed half-way
   codegen --print <spec>  print the server and client code generated from a spec,
                           e.g. `cargo xtask codegen --print openapi/order-processor.yaml`
 ";
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         ["manifests"] => manifests::check(&root),
         ["swagger-ui"] => swagger_ui::check(&root),
         ["codegen", "--print", spec] => codegen::print(&root, spec),
+        ["soak", rest @ ..] => soak::run(&root, rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
