@@ -3,13 +3,20 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{recovery::RecoveryConfig, telemetry::LogFormat};
+use crate::{
+    recovery::RecoveryConfig,
+    storage::{http::HttpStorageConfig, resilience::RetryPolicy},
+    telemetry::LogFormat,
+};
 
 /// Where orders are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageConfig {
-    /// A Storage Service at this base URL (`STORAGE_SERVICE_URL`).
-    Remote(String),
+    /// A Storage Service at this base URL (`STORAGE_SERVICE_URL`), called this way.
+    Remote {
+        url: String,
+        client: HttpStorageConfig,
+    },
     /// The embedded SQLite store in this directory (`DATA_DIR`), used when no URL is set.
     Embedded(PathBuf),
 }
@@ -44,7 +51,10 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = server_port(lookup("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let storage = match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
-            Some(url) => StorageConfig::Remote(parse_url("STORAGE_SERVICE_URL", &url)?),
+            Some(url) => StorageConfig::Remote {
+                url: parse_url("STORAGE_SERVICE_URL", &url)?,
+                client: storage_client(&lookup)?,
+            },
             None => StorageConfig::Embedded(data_dir(lookup("DATA_DIR"))),
         };
         let log_format = parse_log_format(lookup("LOG_FORMAT").as_deref())?;
@@ -92,6 +102,55 @@ pub fn parse_log_format(value: Option<&str>) -> Result<LogFormat, ConfigError> {
             variable: "LOG_FORMAT",
             value: other.to_owned(),
             reason: "expected `text` or `json`".to_owned(),
+        }),
+    }
+}
+
+/// How the Storage Service is called: `STORAGE_ATTEMPTS`, `STORAGE_ATTEMPT_TIMEOUT`,
+/// `STORAGE_BREAKER_FAILURES` and `STORAGE_BREAKER_COOLDOWN`, each with its default.
+fn storage_client(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<HttpStorageConfig, ConfigError> {
+    let defaults = HttpStorageConfig::default();
+    Ok(HttpStorageConfig {
+        retry: RetryPolicy {
+            attempts: count(
+                "STORAGE_ATTEMPTS",
+                lookup("STORAGE_ATTEMPTS"),
+                defaults.retry.attempts,
+            )?,
+            attempt_timeout: duration(
+                "STORAGE_ATTEMPT_TIMEOUT",
+                lookup("STORAGE_ATTEMPT_TIMEOUT"),
+                defaults.retry.attempt_timeout,
+            )?,
+            ..defaults.retry
+        },
+        breaker_threshold: count(
+            "STORAGE_BREAKER_FAILURES",
+            lookup("STORAGE_BREAKER_FAILURES"),
+            defaults.breaker_threshold,
+        )?,
+        breaker_cooldown: duration(
+            "STORAGE_BREAKER_COOLDOWN",
+            lookup("STORAGE_BREAKER_COOLDOWN"),
+            defaults.breaker_cooldown,
+        )?,
+        ..defaults
+    })
+}
+
+/// A count from 1 to 1000, or `default` when unset.
+fn count(variable: &'static str, value: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.parse::<u32>() {
+        Ok(count) if (1..=1000).contains(&count) => Ok(count),
+        _ => Err(ConfigError {
+            variable,
+            value,
+            reason: "expected a whole number from 1 to 1000".to_owned(),
         }),
     }
 }
@@ -174,8 +233,45 @@ mod tests {
         let config = config(&[("STORAGE_SERVICE_URL", "http://storage:8083/")]).unwrap();
         assert_eq!(
             config.storage,
-            StorageConfig::Remote("http://storage:8083".to_owned())
+            StorageConfig::Remote {
+                url: "http://storage:8083".to_owned(),
+                client: HttpStorageConfig::default(),
+            }
         );
+    }
+
+    #[test]
+    fn the_storage_client_is_tuned_by_its_variables() {
+        let config = config(&[
+            ("STORAGE_SERVICE_URL", "http://storage:8083"),
+            ("STORAGE_ATTEMPTS", "5"),
+            ("STORAGE_ATTEMPT_TIMEOUT", "750ms"),
+            ("STORAGE_BREAKER_FAILURES", "20"),
+            ("STORAGE_BREAKER_COOLDOWN", "3s"),
+        ])
+        .unwrap();
+        let StorageConfig::Remote { client, .. } = config.storage else {
+            panic!("a remote storage");
+        };
+        assert_eq!(client.retry.attempts, 5);
+        assert_eq!(client.retry.attempt_timeout, Duration::from_millis(750));
+        assert_eq!(client.breaker_threshold, 20);
+        assert_eq!(client.breaker_cooldown, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_storage_client_setting_out_of_range_is_refused_with_the_variable_named() {
+        for (variable, value) in [
+            ("STORAGE_ATTEMPTS", "0"),
+            ("STORAGE_ATTEMPTS", "many"),
+            ("STORAGE_ATTEMPT_TIMEOUT", "0s"),
+            ("STORAGE_BREAKER_FAILURES", "1001"),
+            ("STORAGE_BREAKER_COOLDOWN", "later"),
+        ] {
+            let err = config(&[("STORAGE_SERVICE_URL", "http://storage"), (variable, value)])
+                .unwrap_err();
+            assert_eq!(err.variable, variable, "{value}");
+        }
     }
 
     #[test]

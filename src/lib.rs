@@ -2,6 +2,7 @@
 //! Service and takes the stock.
 
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod generated;
 pub mod http;

@@ -16,10 +16,7 @@ use crate::{
         server::{self, Running, Server},
     },
     recovery::{self, RecoveryConfig},
-    storage::{
-        http::{HttpStorage, HttpStorageConfig},
-        sqlite::SqliteStore,
-    },
+    storage::{http::HttpStorage, sqlite::SqliteStore},
     telemetry::ErrorChain,
 };
 
@@ -91,9 +88,9 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
     let application = match config.storage {
-        StorageConfig::Remote(url) => {
+        StorageConfig::Remote { url, client } => {
             tracing::info!(storage = %url, "using the Storage Service");
-            let storage = HttpStorage::new(&url, HttpStorageConfig::default()).map_err(|err| StartupError::Client(err.into()))?;
+            let storage = HttpStorage::new(&url, client).map_err(|err| StartupError::Client(err.into()))?;
             Application::build_with(storage, addr, config.recovery).await
         }
         StorageConfig::Embedded(dir) => {

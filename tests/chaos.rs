@@ -48,9 +48,9 @@ const CLIENTS: usize = 12;
 /// Recovery as the instances run it here: short, so that the test ends soon.
 const RECOVERY_AFTER: Duration = Duration::from_secs(2);
 const RECOVERY_PERIOD: Duration = Duration::from_millis(500);
-/// Longer than the storage client's timeout of one attempt (5 s), so that a delayed
+/// Longer than the storage client's timeout of one attempt (2 s), so that a delayed
 /// request reaches the storage after the Order Processor gave up on it.
-const PROXY_DELAY: Duration = Duration::from_millis(5_500);
+const PROXY_DELAY: Duration = Duration::from_millis(2_500);
 /// A client's patience for one answer, shorter than the worst case of the service, so
 /// that clients also retry while their first request is still at work.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);

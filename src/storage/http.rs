@@ -1,7 +1,7 @@
 //! The storage port over HTTP: a remote Storage Service (`openapi/storage-service.yaml`) called
 //! through its generated progenitor client, with bounded retries of transient failures.
 
-use std::{fmt, future::Future, num::NonZeroU32, time::Duration};
+use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
 use reqwest::StatusCode;
 
@@ -14,7 +14,8 @@ use crate::domain::storage::{Storage, StorageError, StorageResult};
 use crate::generated::storage_service::client::{
     Client, Error as ClientError, ResponseValue, types,
 };
-use crate::telemetry::ErrorChain;
+
+use super::resilience::{self, Breaker, Failure, RetryPolicy};
 
 /// The problem `type` of a take refused for lack of stock; every other 409 is a conflict.
 const OUT_OF_STOCK: &str = "/problems/out-of-stock";
@@ -23,39 +24,46 @@ const OUT_OF_STOCK: &str = "/problems/out-of-stock";
 /// page cannot flood the log.
 const MAX_EXCERPT_CHARS: usize = 300;
 
-/// Timeouts, connection pool and retries of [`HttpStorage`].
+/// Timeouts, connection pool, retries and circuit breaker of [`HttpStorage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpStorageConfig {
     /// Time to open a connection.
     pub connect_timeout: Duration,
-    /// Time for one attempt, from sending the request to reading the end of the answer.
-    pub request_timeout: Duration,
     /// How long an unused connection stays in the pool.
     pub pool_idle_timeout: Duration,
-    /// Unused connections kept open per host; more are closed after use.
+    /// Unused connections kept open per host; more are closed after use. Sized for the
+    /// requests the service admits at once, so that a busy service does not reconnect.
     pub pool_max_idle_per_host: usize,
-    /// Attempts per operation, the first one included; at least 1.
-    pub attempts: u32,
-    /// Wait before the second attempt.
-    pub first_backoff: Duration,
-    /// Each later wait is this many times the one before.
-    pub backoff_factor: u32,
+    /// Attempts per call, their timeout and the backoff between them.
+    pub retry: RetryPolicy,
+    /// Failed attempts in a row after which calls are held back (`STORAGE_BREAKER_FAILURES`).
+    pub breaker_threshold: u32,
+    /// How long calls are held back before one probe goes out (`STORAGE_BREAKER_COOLDOWN`).
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for HttpStorageConfig {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(500),
             // Below the keep-alive timeout of common servers, so the pool seldom hands out a
             // connection that the server is closing at that very moment.
             pool_idle_timeout: Duration::from_secs(30),
-            pool_max_idle_per_host: 32,
-            attempts: 3,
-            // 50 ms, then 200 ms: long enough for a restarting instance or a load balancer
-            // to move on, short enough to stay far below the caller's own timeout.
-            first_backoff: Duration::from_millis(50),
-            backoff_factor: 4,
+            pool_max_idle_per_host: 256,
+            retry: RetryPolicy {
+                attempts: 3,
+                // A storage call takes milliseconds; two seconds is a storage in trouble, and
+                // leaves room for a second attempt inside a request's deadline.
+                attempt_timeout: Duration::from_secs(2),
+                // 50 ms, then 200 ms, each spread by jitter: long enough for a restarting
+                // instance or a load balancer to move on, short enough to stay far below
+                // the caller's own timeout.
+                first_backoff: Duration::from_millis(50),
+            },
+            // Random faults of one call in four almost never fail ten attempts in a row; a
+            // storage that is down does within a second under any load.
+            breaker_threshold: 10,
+            breaker_cooldown: Duration::from_secs(1),
         }
     }
 }
@@ -71,11 +79,13 @@ pub enum HttpStorageSetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// The [`Storage`] port implemented by a remote Storage Service.
+/// The [`Storage`] port implemented by a remote Storage Service. Clones share one connection
+/// pool and one circuit breaker.
 #[derive(Debug, Clone)]
 pub struct HttpStorage {
     client: Client,
     retry: RetryPolicy,
+    breaker: Arc<Breaker>,
 }
 
 impl HttpStorage {
@@ -83,29 +93,31 @@ impl HttpStorage {
     /// is sent yet: [`Storage::ping`] tells whether the service answers.
     pub fn new(base_url: &str, config: HttpStorageConfig) -> Result<Self, HttpStorageSetupError> {
         let base_url = checked_base_url(base_url)?;
-        if config.attempts == 0 {
+        if config.retry.attempts == 0 {
             return Err(HttpStorageSetupError::InvalidConfig(
                 "attempts must be at least 1",
             ));
         }
         let http = reqwest::ClientBuilder::new()
             .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
+            // Each attempt is bounded by `call`, within the request's deadline; this bound
+            // only catches a call made outside of it.
+            .timeout(config.retry.attempt_timeout)
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build()?;
         Ok(Self {
             client: Client::new_with_client(&base_url, http),
-            retry: RetryPolicy {
-                attempts: config.attempts,
-                first_backoff: config.first_backoff,
-                backoff_factor: config.backoff_factor,
-            },
+            retry: config.retry,
+            breaker: Arc::new(Breaker::new(
+                config.breaker_threshold,
+                config.breaker_cooldown,
+            )),
         })
     }
 
-    /// Sends a request built by `send`, again while it fails transiently, and classifies the
-    /// final failure.
+    /// Sends a request built by `send`, again while it fails transiently and the deadline
+    /// allows, and classifies the final failure.
     async fn call<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -115,12 +127,28 @@ impl HttpStorage {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<ResponseValue<T>, ClientError<types::Problem>>>,
     {
-        retry(operation, self.retry, || {
+        resilience::call(operation, self.retry, &self.breaker, || {
             let answer = send();
-            async move { answer.await.map_err(classify) }
+            async move {
+                answer.await.map_err(|err| Failure {
+                    retry_after: retry_after(&err),
+                    error: classify(err),
+                })
+            }
         })
         .await
     }
+}
+
+/// The `Retry-After` of an answer, in seconds as the Storage Service sends it.
+fn retry_after(err: &ClientError<types::Problem>) -> Option<Duration> {
+    let headers = match err {
+        ClientError::ErrorResponse(answer) => answer.headers(),
+        ClientError::UnexpectedResponse(response) => response.headers(),
+        _ => return None,
+    };
+    let seconds = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    seconds.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// A base URL the generated client can append paths to.
@@ -337,63 +365,17 @@ impl Storage for HttpStorage {
 
     async fn ping(&self) -> StorageResult<()> {
         // One attempt: a readiness check must report the service as it is now, and whoever
-        // probes readiness already probes again.
-        self.client
-            .health()
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(classify)
-    }
-}
-
-/// How often and how patiently a transient failure is retried.
-#[derive(Debug, Clone, Copy)]
-struct RetryPolicy {
-    attempts: u32,
-    first_backoff: Duration,
-    backoff_factor: u32,
-}
-
-impl RetryPolicy {
-    /// The wait after the failed attempt number `attempt`, counted from 1.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = self
-            .backoff_factor
-            .saturating_pow(attempt.saturating_sub(1));
-        self.first_backoff.saturating_mul(factor)
-    }
-}
-
-/// Runs `call` until it succeeds, fails for good, or has used up the attempts. Retrying is
-/// safe because every operation of the port is idempotent: orders are created once per id,
-/// stock is taken and returned at most once per order, and status changes compare and set.
-async fn retry<T, F, Fut>(
-    operation: &'static str,
-    policy: RetryPolicy,
-    mut call: F,
-) -> StorageResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = StorageResult<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(err) if err.is_retryable() && attempt < policy.attempts => {
-                let wait = policy.backoff(attempt);
-                tracing::warn!(
-                    operation,
-                    attempt,
-                    retry_in = ?wait,
-                    error = %ErrorChain(&err),
-                    "storage call failed; retrying"
-                );
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
+        // probes readiness already probes again. It goes through the breaker, so that
+        // readiness fails while calls are held back, and serves as the probe that closes it.
+        let one = RetryPolicy {
+            attempts: 1,
+            ..self.retry
+        };
+        resilience::call("health", one, &self.breaker, || {
+            let answer = self.client.health().send();
+            async move { answer.await.map(|_| ()).map_err(|err| classify(err).into()) }
+        })
+        .await
     }
 }
 
@@ -682,8 +664,6 @@ fn allocation_from(allocation: types::StockAllocation) -> StorageResult<StockAll
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use crate::generated::storage_service::client::ClientInfo;
     use reqwest::header::HeaderMap;
     use serde_json::json;
@@ -725,7 +705,7 @@ mod tests {
     }
 
     fn chain(err: &StorageError) -> String {
-        ErrorChain(err).to_string()
+        crate::telemetry::ErrorChain(err).to_string()
     }
 
     #[test]
@@ -841,71 +821,6 @@ mod tests {
         let text = problem_text(&long);
         assert_eq!(text.chars().count(), MAX_EXCERPT_CHARS + 1);
         assert!(text.ends_with('…'));
-    }
-
-    fn quick_policy(attempts: u32) -> RetryPolicy {
-        RetryPolicy {
-            attempts,
-            first_backoff: Duration::from_millis(1),
-            backoff_factor: 2,
-        }
-    }
-
-    fn unavailable() -> StorageError {
-        StorageError::Unavailable(Answer("down".to_owned()).into())
-    }
-
-    #[tokio::test]
-    async fn retries_transient_failures_up_to_the_attempts() {
-        let calls = AtomicU32::new(0);
-        let result: StorageResult<()> = retry("test", quick_policy(3), || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(unavailable()) }
-        })
-        .await;
-        assert!(matches!(result, Err(StorageError::Unavailable(_))));
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn stops_retrying_at_the_first_success() {
-        let calls = AtomicU32::new(0);
-        let result = retry("test", quick_policy(3), || {
-            let call = calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if call == 0 {
-                    Err(unavailable())
-                } else {
-                    Ok(call)
-                }
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 1);
-    }
-
-    #[tokio::test]
-    async fn never_retries_a_permanent_answer() {
-        let calls = AtomicU32::new(0);
-        let result: StorageResult<()> = retry("test", quick_policy(3), || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(StorageError::NotFound) }
-        })
-        .await;
-        assert!(matches!(result, Err(StorageError::NotFound)));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn the_default_backoff_is_50_then_200_ms() {
-        let config = HttpStorageConfig::default();
-        let policy = RetryPolicy {
-            attempts: config.attempts,
-            first_backoff: config.first_backoff,
-            backoff_factor: config.backoff_factor,
-        };
-        assert_eq!(policy.backoff(1), Duration::from_millis(50));
-        assert_eq!(policy.backoff(2), Duration::from_millis(200));
     }
 
     fn order_json() -> serde_json::Value {
@@ -1103,9 +1018,13 @@ mod tests {
                 "{url}"
             );
         }
+        let defaults = HttpStorageConfig::default();
         let no_attempts = HttpStorageConfig {
-            attempts: 0,
-            ..HttpStorageConfig::default()
+            retry: RetryPolicy {
+                attempts: 0,
+                ..defaults.retry
+            },
+            ..defaults
         };
         assert!(matches!(
             HttpStorage::new("http://storage", no_attempts),

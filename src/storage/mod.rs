@@ -1,4 +1,5 @@
 //! Adapters of the storage port.
 
 pub mod http;
+pub mod resilience;
 pub mod sqlite;
