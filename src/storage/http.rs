@@ -704,6 +704,27 @@ mod tests {
         ClientError::UnexpectedResponse(reqwest::Response::from(response))
     }
 
+    #[test]
+    fn the_retry_after_of_an_answer_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        let busy = ClientError::ErrorResponse(ResponseValue::new(
+            problem(503, "/problems/overloaded", &[]),
+            StatusCode::SERVICE_UNAVAILABLE,
+            headers,
+        ));
+        assert_eq!(retry_after(&busy), Some(Duration::from_secs(3)));
+        let response = poem::http::Response::builder()
+            .status(503)
+            .header("retry-after", "2")
+            .body("busy")
+            .unwrap();
+        let proxy = ClientError::UnexpectedResponse(reqwest::Response::from(response));
+        assert_eq!(retry_after(&proxy), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&undocumented(503)), None);
+        assert_eq!(retry_after(&documented(409, "/problems/conflict", &[])), None);
+    }
+
     fn chain(err: &StorageError) -> String {
         crate::telemetry::ErrorChain(err).to_string()
     }

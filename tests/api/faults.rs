@@ -20,7 +20,10 @@ use order_processor::{
     http::server::{Running, Server},
     recovery::RecoveryConfig,
     startup::Application,
-    storage::http::{HttpStorage, HttpStorageConfig},
+    storage::{
+        http::{HttpStorage, HttpStorageConfig},
+        resilience::RetryPolicy,
+    },
 };
 
 /// A Storage Service address where nothing listens.
@@ -115,21 +118,36 @@ async fn a_storage_service_answering_5xx_gives_503_after_bounded_retries() {
 struct FaultProxy {
     upstream: String,
     client: reqwest::Client,
-    failing: Arc<Mutex<Option<&'static str>>>,
+    fault: Arc<Mutex<Fault>>,
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    /// The `PUT`s whose path ends with this answer 503.
+    FailPuts(&'static str),
+    /// Every request is held without an answer, as by a storage that accepts connections
+    /// and never answers.
+    Hang,
 }
 
 impl FaultProxy {
-    /// A proxy in front of `app`'s Storage Service that fails the `PUT`s ending with `suffix`.
-    fn failing(app: &TestApp, suffix: &'static str) -> Self {
+    /// A proxy in front of `app`'s Storage Service with `fault`.
+    fn new(app: &TestApp, fault: Fault) -> Self {
         Self {
             upstream: app.storage_service.as_ref().unwrap().url(),
             client: reqwest::Client::new(),
-            failing: Arc::new(Mutex::new(Some(suffix))),
+            fault: Arc::new(Mutex::new(fault)),
         }
     }
 
+    /// A proxy in front of `app`'s Storage Service that fails the `PUT`s ending with `suffix`.
+    fn failing(app: &TestApp, suffix: &'static str) -> Self {
+        Self::new(app, Fault::FailPuts(suffix))
+    }
+
     fn heal(&self) {
-        *self.failing.lock().unwrap() = None;
+        *self.fault.lock().unwrap() = Fault::None;
     }
 }
 
@@ -140,9 +158,13 @@ async fn forward(request: &Request, body: Body, Data(proxy): Data<&FaultProxy>) 
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let failing = *proxy.failing.lock().unwrap();
-    if request.method() == Method::PUT && failing.is_some_and(|suffix| path.ends_with(suffix)) {
-        return StatusCode::SERVICE_UNAVAILABLE.into();
+    let fault = *proxy.fault.lock().unwrap();
+    match fault {
+        Fault::FailPuts(suffix) if request.method() == Method::PUT && path.ends_with(suffix) => {
+            return StatusCode::SERVICE_UNAVAILABLE.into();
+        }
+        Fault::Hang => std::future::pending::<()>().await,
+        _ => {}
     }
     let upstream = proxy
         .client
@@ -393,4 +415,67 @@ async fn the_embedded_store_recovers_its_pending_orders_too() {
     let recovered = ended(&app, &stuck.id.to_string()).await;
     assert_eq!(recovered["status"], "confirmed", "{recovered}");
     assert_eq!(app.stock_of("book-1").await, 0);
+}
+
+#[tokio::test]
+async fn a_storage_that_keeps_failing_trips_the_breaker_so_orders_answer_503_at_once_until_a_probe_succeeds()
+ {
+    let app = spawn_app(Backend::Remote).await;
+    app.add_book("book-1", 5).await;
+    let proxy = FaultProxy::new(&app, Fault::Hang);
+    let proxy_server = serve(Route::new().nest("/", forward).data(proxy.clone())).await;
+    let defaults = HttpStorageConfig::default();
+    let config = HttpStorageConfig {
+        retry: RetryPolicy {
+            attempts: 2,
+            attempt_timeout: Duration::from_millis(200),
+            ..defaults.retry
+        },
+        breaker_threshold: 4,
+        breaker_cooldown: Duration::from_millis(500),
+        ..defaults
+    };
+    let storage = HttpStorage::new(&proxy_server.url(), config).unwrap();
+    let order_processor = spawn_order_processor(storage).await;
+    let address = order_processor.url();
+    let client = reqwest::Client::new();
+    let purchase = || {
+        client
+            .post(format!("{address}/orders"))
+            .header("Idempotency-Key", "breaker-1")
+            .json(&order("book-1", 1, "user-1"))
+            .send()
+    };
+
+    // Two orders, two timed-out attempts each: four failures in a row open the breaker.
+    for _ in 0..2 {
+        assert_unavailable(purchase().await.unwrap()).await;
+    }
+    let started = std::time::Instant::now();
+    assert_unavailable(purchase().await.unwrap()).await;
+    let held_back = started.elapsed();
+    assert!(
+        held_back < Duration::from_millis(150),
+        "answered in {held_back:?}, not at once: the storage was called"
+    );
+    let ready = client
+        .get(format!("{address}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_unavailable(ready).await;
+
+    proxy.heal();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ready = client
+        .get(format!("{address}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        200,
+        "the probe succeeded and closed the breaker"
+    );
+    assert_eq!(purchase().await.unwrap().status().as_u16(), 201);
 }
