@@ -29,7 +29,11 @@ fn generate() -> Result<String, String> {
     // out, so adding an optional parameter to the spec does not break callers.
     settings
         .with_interface(progenitor::InterfaceStyle::Builder)
-        .with_tag(progenitor::TagStyle::Merged);
+        .with_tag(progenitor::TagStyle::Merged)
+        // Every request passes through the caller's hooks (a request id, a `traceparent`),
+        // held by the client; `crate::hooks` defines them.
+        .with_inner_type(quote::quote!(crate::hooks::Hooks))
+        .with_pre_hook(quote::quote!(crate::hooks::Hooks::apply));
     let tokens = progenitor::Generator::new(&settings)
         .generate_tokens(&spec)
         .map_err(|err| format!("progenitor cannot generate a client: {err}"))?;

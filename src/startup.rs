@@ -64,6 +64,23 @@ impl Application {
         })
     }
 
+    /// The service on a fresh in-memory store holding the demo catalogue (`book-1` to
+    /// `book-5`), on a free loopback port, until the handle is dropped: for the examples of
+    /// its clients, which then run against the real thing.
+    pub async fn demo() -> Result<Running, StartupError> {
+        let storage =
+            SqliteStore::open(std::path::Path::new(":memory:")).map_err(StartupError::Storage)?;
+        storage
+            .seed_demo_catalogue()
+            .await
+            .map_err(StartupError::Storage)?;
+        let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        let application = Self::build(storage, addr)
+            .await
+            .map_err(StartupError::Bind)?;
+        Ok(application.spawn())
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }

@@ -30,6 +30,7 @@ use order_processor::{
 };
 use order_processor_client::{
     Client, Error, ResponseValue,
+    hooks::Hooks,
     types::{CreateOrderRequest, HealthStatus, Order, OrderStatus, Problem},
 };
 
@@ -80,7 +81,7 @@ async fn start_over<S: Storage>(storage: S) -> (Client, Running) {
         .await
         .expect("bind the order processor")
         .spawn();
-    (Client::new(&server.url()), server)
+    (Client::new(&server.url(), Hooks::default()), server)
 }
 
 /// An Order Processor whose Storage Service does not answer: nothing listens at its address.

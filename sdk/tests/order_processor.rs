@@ -1,0 +1,138 @@
+//! The `OrderProcessor` layer against a live Order Processor: the refusals it names, the
+//! retry helper's deadline and `Retry-After`, and the headers every request carries. The
+//! README's doctests cover the paths that succeed.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use order_processor::{
+    startup::Application,
+    storage::http::{HttpStorage, HttpStorageConfig},
+};
+use order_processor_client::{
+    IdempotencyKey, OrderError, OrderProcessor, Purchase,
+    reqwest::header::{HeaderName, HeaderValue},
+};
+use tokio::io::AsyncReadExt;
+
+const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+#[tokio::test]
+async fn a_key_reused_for_another_purchase_and_an_unknown_order_are_named_refusals() {
+    let service = Application::demo().await.unwrap();
+    let orders = OrderProcessor::new(&service.url()).unwrap();
+    let key = IdempotencyKey::new("reused-key").unwrap();
+    let first = Purchase::new("book-1", 1, "user-1").unwrap();
+    orders.place(&first, Some(&key)).await.unwrap();
+
+    let other = Purchase::new("book-1", 2, "user-1").unwrap();
+    let err = orders.place(&other, Some(&key)).await.unwrap_err();
+    assert!(matches!(err, OrderError::KeyReused { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string().starts_with("idempotency key reused: "),
+        "{err}"
+    );
+
+    let missing = orders.order(uuid::Uuid::new_v4()).await.unwrap_err();
+    assert!(matches!(missing, OrderError::NotFound), "{missing:?}");
+    assert_eq!(missing.to_string(), "no order has this id");
+}
+
+#[tokio::test]
+async fn every_bound_of_the_contract_is_checked_before_sending_naming_the_field() {
+    for (book, quantity, user, field) in [
+        ("", 1, "u", "/bookId"),
+        ("a/b", 1, "u", "/bookId"),
+        (&"b".repeat(65) as &str, 1, "u", "/bookId"),
+        ("b", 0, "u", "/quantity"),
+        ("b", 1001, "u", "/quantity"),
+        ("b", 1, "", "/userId"),
+        ("b", 1, "u\u{7}", "/userId"),
+    ] {
+        match Purchase::new(book, quantity, user) {
+            Err(OrderError::Invalid { field: named, .. }) => assert_eq!(named, field),
+            other => panic!("{book:?} {quantity} {user:?}: {other:?}"),
+        }
+    }
+    assert!(Purchase::new("b", 1000, "u").is_ok());
+    for key in ["", "has space", &"k".repeat(129)] {
+        assert!(
+            matches!(IdempotencyKey::new(key), Err(OrderError::Invalid { field, .. }) if field == "Idempotency-Key"),
+            "{key:?}"
+        );
+    }
+    // The stream refuses its bounds too, before sending.
+    let orders = OrderProcessor::new("http://127.0.0.1:9").unwrap();
+    for (user, size, field) in [
+        ("u", 0, "limit"),
+        ("u", 101, "limit"),
+        ("a/b", 10, "userId"),
+    ] {
+        use futures::StreamExt;
+        let first = orders.user_orders(user, size).next().await;
+        assert!(
+            matches!(&first, Some(Err(OrderError::Invalid { field: named, .. })) if named == field),
+            "{first:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_retry_helper_retries_a_503_after_its_retry_after_and_stops_at_the_deadline() {
+    // A Storage Service address where nothing listens: every order answers 503.
+    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.unwrap();
+    let down = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let storage = HttpStorage::new(&down, HttpStorageConfig::default()).unwrap();
+    let service = Application::build(storage, LOOPBACK).await.unwrap().spawn();
+    let orders = OrderProcessor::new(&service.url()).unwrap();
+    let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
+    let key = IdempotencyKey::new("down-1").unwrap();
+
+    let started = Instant::now();
+    let err = orders
+        .place_with_retries(&purchase, &key, Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+
+    let OrderError::Unavailable {
+        retry_after: Some(wait),
+        ..
+    } = err
+    else {
+        panic!("expected unavailable with Retry-After, got {err:?}");
+    };
+    // One wait of Retry-After between two attempts, and no wait that would end past the
+    // deadline.
+    assert!(took >= wait, "{took:?}: the helper did not wait {wait:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}: past the deadline");
+}
+
+#[tokio::test]
+async fn every_request_carries_the_callers_headers_and_no_undocumented_one() {
+    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let orders = OrderProcessor::new(&url).unwrap().with_headers(|| {
+        vec![(
+            HeaderName::from_static("traceparent"),
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        )]
+    });
+    let request = tokio::spawn(async move { orders.order(uuid::Uuid::new_v4()).await });
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut head = vec![0; 4096];
+    let read = socket.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..read]).to_lowercase();
+    drop(socket);
+    let _ = request.await;
+
+    assert!(
+        head.contains("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        "{head}"
+    );
+    assert!(!head.contains("api-version"), "{head}");
+}
