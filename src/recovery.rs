@@ -58,9 +58,9 @@ async fn round<S: Storage>(orders: &Arc<OrderService<S>>, config: RecoveryConfig
         return;
     };
     match orders.recover(Utc::now() - after).await {
-        Ok(recovery) if recovery.settled.is_empty() && recovery.left_pending == 0 => {}
+        Ok(recovery) if recovery.settled == 0 && recovery.left_pending == 0 => {}
         Ok(recovery) => tracing::info!(
-            settled = recovery.settled.len(),
+            settled = recovery.settled,
             left_pending = recovery.left_pending,
             "recovery round"
         ),

@@ -109,8 +109,8 @@ fn unexpected(id: OrderId) -> impl FnOnce(StorageError) -> PlaceOrderError {
 /// What one recovery round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
-    /// Orders found pending and driven to an end, with the end each reached.
-    pub settled: Vec<Order>,
+    /// Orders found pending and driven to an end.
+    pub settled: usize,
     /// Orders found pending that stay pending for now, because the storage did not answer.
     pub left_pending: usize,
 }
@@ -151,11 +151,7 @@ impl<S: Storage> OrderService<S> {
                 StorageError::Conflict(_) if key.is_some() => PlaceOrderError::IdempotencyKeyReused,
                 // Whether the order was recorded is unknown, but its id is the one it has if
                 // it was: the caller can look it up.
-                err if err.is_retryable() => PlaceOrderError::Unavailable {
-                    order_id: Some(new.id),
-                    source: err,
-                },
-                err => PlaceOrderError::Internal(err),
+                err => unexpected(new.id)(err),
             })?;
         let order = self.settle(recorded.order).await?;
         Ok(Placed {
@@ -280,7 +276,7 @@ impl<S: Storage> OrderService<S> {
                 match self.settle(order).await {
                     Ok(order) => {
                         tracing::info!(order_id = %id, status = order.status.as_str(), "recovered a pending order");
-                        recovery.settled.push(order);
+                        recovery.settled += 1;
                     }
                     Err(PlaceOrderError::Unavailable { source, .. }) => {
                         tracing::warn!(order_id = %id, error = %ErrorChain(&source), "cannot recover a pending order yet");
