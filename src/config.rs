@@ -19,6 +19,7 @@ pub struct Config {
     pub port: u16,
     pub storage: StorageConfig,
     pub log_format: LogFormat,
+    pub server: crate::http::limits::ServerLimits,
 }
 
 /// A variable with a value that cannot be used.
@@ -51,6 +52,7 @@ impl Config {
             port,
             storage,
             log_format,
+            server: crate::http::limits::ServerLimits::from_lookup(&lookup)?,
         })
     }
 }
