@@ -4,6 +4,7 @@
 //! id and one access-log line per request, and the server with its graceful shutdown.
 
 use std::{
+    borrow::Cow,
     io,
     net::SocketAddr,
     sync::Arc,
@@ -41,6 +42,9 @@ const REQUEST_ID: &str = "x-request-id";
 /// The probes' endpoints, answered however many requests are in progress: a busy replica
 /// is alive, and must not be restarted for being busy.
 const HEALTH_PATHS: [&str; 3] = ["/health", "/health/live", "/health/ready"];
+
+/// Longest method logged; a longer one is cut. Every method the services answer is shorter.
+const MAX_LOGGED_METHOD_CHARS: usize = 16;
 
 /// The paths the service answers, as route templates with their methods: for the `Allow`
 /// header of a 405 and for the route name in the access log.
@@ -404,9 +408,27 @@ fn head_bytes(request: &Request, target_bytes: usize) -> usize {
     request_line + header_lines
 }
 
-/// Gives the request an id (the caller's `X-Request-Id` when it is sane), runs it in a span
-/// that carries the id, echoes the id, and logs one line with method, route, status and
-/// latency.
+/// At most `max` characters of `value`, with `…` in place of the rest.
+fn clipped(value: &str, max: usize) -> Cow<'_, str> {
+    match value.char_indices().nth(max) {
+        None => Cow::Borrowed(value),
+        Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
+    }
+}
+
+/// A request id safe to log and to echo: `[A-Za-z0-9._-]{1,128}`.
+fn is_safe_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Gives the request an id (the caller's `X-Request-Id` when it has a safe form, a fresh one
+/// otherwise), runs it in a span that carries the id, echoes the id, and logs one line with
+/// method, route, status and latency. The method is the only field taken from the client
+/// as it came: it is cut to a few characters, and logged as a string value, which the text
+/// format quotes and escapes.
 async fn log_request<E: Endpoint>(
     endpoint: Arc<E>,
     request: Request,
@@ -417,14 +439,14 @@ async fn log_request<E: Endpoint>(
         .headers()
         .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|id| is_safe_request_id(id))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let method = request.method().clone();
+    let method = clipped(request.method().as_str(), MAX_LOGGED_METHOD_CHARS).into_owned();
     let route = routes
         .find(request.uri().path())
         .map_or("-", |entry| entry.template.as_str())
         .to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = tracing::info_span!("request", request_id = request_id.as_str());
     let mut response = endpoint
         .get_response(request)
         .instrument(span.clone())
@@ -432,7 +454,13 @@ async fn log_request<E: Endpoint>(
     let status = response.status().as_u16();
     let latency = started.elapsed();
     span.in_scope(|| {
-        tracing::info!(method = %method, route = %route, status, ?latency, "request");
+        tracing::info!(
+            method = method.as_str(),
+            route = route.as_str(),
+            status,
+            ?latency,
+            "request"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
