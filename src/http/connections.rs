@@ -270,11 +270,13 @@ async fn serve_connection(
         Ended::Served(Ok(())) => {}
         Ended::Served(Err(err)) if err.is_parse_version_h2() => {
             tracing::warn!(peer = %peer, "refused an HTTP/2 connection: this server speaks HTTP/1.1 only");
-            // Nothing has been written on this connection yet, so the frames fit in the
-            // socket's buffer at once; a client that is gone already just misses them.
+            // 26 bytes on a connection with no answer under way: they fit in the socket's
+            // buffer at once. A client that is gone already just misses them.
             let _ = io.inner().stream.try_write(&HTTP2_REFUSAL);
         }
         Ended::Served(Err(err)) if err.is_parse() => {
+            // Heads are cut at 64 KiB at most (`ServerLimits::parser_header_bytes`), below
+            // the target length at which hyper would answer 414 instead.
             let status = if err.is_parse_too_large() { 431 } else { 400 };
             tracing::warn!(
                 peer = %peer,

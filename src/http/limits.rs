@@ -44,8 +44,9 @@ pub struct ServerLimits {
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
-            // About 20 KiB each when they all hold a request head: 20 MiB at most, and far
-            // below the open-file limit a container gets.
+            // With every one of them stalled the process stays near 50 MiB (the pressure
+            // tests of tests/hardening.rs), and far below the open-file limit a container
+            // gets.
             max_connections: 1024,
             // A 200m CPU serves a few hundred orders a second at best, each in milliseconds:
             // 128 waiting requests mean the storage is slow, and answering more at once is
@@ -121,8 +122,9 @@ impl ServerLimits {
 /// An hour: no timeout of a request or a connection is meant to be longer.
 const MAX_MILLIS: u64 = 60 * 60 * 1000;
 
-/// 1 MiB: the parser keeps a whole head in memory, and twice this limit per connection.
-const MAX_HEAD_BYTES: u64 = 1 << 20;
+/// 32 KiB. The parser keeps up to twice this in memory per connection, and below 64 KiB its
+/// only refusal of a long head is a `431` (past it, a long target would be its `414`).
+const MAX_HEAD_BYTES: u64 = 32 * 1024;
 
 /// A whole number from `min` to `max`, or `None` when the variable is unset.
 fn number(
@@ -203,7 +205,7 @@ mod tests {
             ("SERVER_HEADER_READ_TIMEOUT_MS", ""),
             ("SERVER_BODY_READ_TIMEOUT_MS", "0"),
             ("SERVER_IDLE_TIMEOUT_MS", "1.5"),
-            ("SERVER_MAX_URI_BYTES", "2097152"),
+            ("SERVER_MAX_URI_BYTES", "32769"),
             ("SERVER_MAX_HEADER_BYTES", "0"),
         ] {
             let err = limits(&[(variable, value)]).unwrap_err();
