@@ -7,6 +7,12 @@
 //! way for one connection to hold many requests (20,000 streams cost 300 MiB before the
 //! streams were bounded), and its own floods (rapid reset, CONTINUATION) to defend against.
 //! A client that opens with the HTTP/2 preface gets a `GOAWAY` with `HTTP_1_1_REQUIRED`.
+//!
+//! A head hyper cannot parse, or one past `ServerLimits::parser_header_bytes`, is answered by
+//! hyper itself (`400` or `431`) with an empty body: hyper 1 writes that answer inside its
+//! connection (`Conn::on_parse_error`) before it returns the error, and has no hook to give it
+//! a body. What the server can do is log each such refusal once, below. Heads that parse and
+//! only break the configured limits reach the application, which answers them with Problems.
 
 use std::{
     collections::BTreeMap,

@@ -162,7 +162,8 @@ mod tests {
     fn unset_variables_keep_the_defaults() {
         let limits = limits(&[]).unwrap();
         assert_eq!(limits, ServerLimits::default());
-        assert_eq!(limits.request_deadline, Duration::from_secs(5));
+        assert_eq!(limits.request_deadline, DEFAULT_REQUEST_DEADLINE);
+        assert_eq!(DEFAULT_REQUEST_DEADLINE, Duration::from_secs(5));
         assert!(limits.body_read_timeout < limits.request_deadline);
     }
 
