@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
+    http::limits::ServerLimits,
     recovery::RecoveryConfig,
     storage::{http::HttpStorageConfig, resilience::RetryPolicy},
     telemetry::LogFormat,
@@ -27,6 +28,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log_format: LogFormat,
     pub recovery: RecoveryConfig,
+    pub server: ServerLimits,
 }
 
 /// A variable with a value that cannot be used.
@@ -50,10 +52,11 @@ impl Config {
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = server_port(lookup("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
+        let server = ServerLimits::from_lookup(&lookup)?;
         let storage = match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
             Some(url) => StorageConfig::Remote {
                 url: parse_url("STORAGE_SERVICE_URL", &url)?,
-                client: storage_client(&lookup)?,
+                client: storage_client(&lookup, &server)?,
             },
             None => StorageConfig::Embedded(data_dir(lookup("DATA_DIR"))),
         };
@@ -72,6 +75,7 @@ impl Config {
             storage,
             log_format,
             recovery,
+            server,
         })
     }
 }
@@ -107,12 +111,16 @@ pub fn parse_log_format(value: Option<&str>) -> Result<LogFormat, ConfigError> {
 }
 
 /// How the Storage Service is called: `STORAGE_ATTEMPTS`, `STORAGE_ATTEMPT_TIMEOUT`,
-/// `STORAGE_BREAKER_FAILURES` and `STORAGE_BREAKER_COOLDOWN`, each with its default.
+/// `STORAGE_BREAKER_FAILURES` and `STORAGE_BREAKER_COOLDOWN`, each with its default, and as
+/// many idle connections kept as the server admits requests at once, so that a busy service
+/// does not reconnect.
 fn storage_client(
     lookup: impl Fn(&str) -> Option<String>,
+    server: &ServerLimits,
 ) -> Result<HttpStorageConfig, ConfigError> {
     let defaults = HttpStorageConfig::default();
     Ok(HttpStorageConfig {
+        pool_max_idle_per_host: server.max_requests_in_flight,
         retry: RetryPolicy {
             attempts: count(
                 "STORAGE_ATTEMPTS",

@@ -12,6 +12,7 @@ use crate::{
     },
     generated::order_processor::server::{self as api, Problem as ApiProblem},
     http::{
+        limits::ServerLimits,
         orders_api::OrdersApi,
         server::{self, Running, Server},
     },
@@ -81,6 +82,15 @@ impl Application {
         Ok(application.spawn())
     }
 
+    /// Holds the server to `limits` instead of the defaults.
+    #[must_use]
+    pub fn with_limits(self, limits: ServerLimits) -> Self {
+        Self {
+            server: self.server.with_limits(limits),
+            ..self
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
@@ -120,7 +130,8 @@ pub async fn run(
             Application::build_with(storage, addr, config.recovery).await
         }
     }
-    .map_err(StartupError::Bind)?;
+    .map_err(StartupError::Bind)?
+    .with_limits(config.server);
     tracing::info!(address = %application.local_addr(), "listening; Swagger UI at /docs");
     application
         .run_until(shutdown)

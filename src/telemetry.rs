@@ -1,7 +1,7 @@
 //! Logging: one subscriber for the process, text or JSON lines, and a way to log an error
 //! with its whole chain of sources.
 
-use std::{error::Error, fmt};
+use std::{error::Error, fmt, io::IsTerminal};
 
 use tracing_subscriber::{EnvFilter, fmt as log_fmt};
 
@@ -12,10 +12,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters, `info` by default.
+/// Installs the global subscriber, writing to stdout. `RUST_LOG` filters, `info` by default.
+/// Text lines are coloured only on a terminal: in a file or a log collector the escape
+/// codes would be noise.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = log_fmt().with_env_filter(filter).with_target(false);
+    let builder = log_fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     // A second call (tests start many servers in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -3,8 +3,9 @@
 //! storage.
 //!
 //! Environment: `SERVER_PORT` (default 8083), `DATA_DIR` (default `data`; the database is
-//! `storage.db` inside it), `LOG_FORMAT` (`text` or `json`). A bad value stops startup with a
-//! one-line message that names the variable.
+//! `storage.db` inside it), `LOG_FORMAT` (`text` or `json`), and the server limits
+//! (`SERVER_MAX_CONNECTIONS` and the others of `ServerLimits`). A bad value stops startup
+//! with a one-line message that names the variable.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -15,7 +16,7 @@ use std::{
 
 use order_processor::{
     config::{self, ConfigError},
-    http::{server, storage_api},
+    http::{limits::ServerLimits, server, storage_api},
     storage::sqlite::SqliteStore,
     telemetry::{self, ErrorChain, LogFormat},
 };
@@ -27,6 +28,7 @@ struct Settings {
     port: u16,
     database: PathBuf,
     log_format: LogFormat,
+    limits: ServerLimits,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
             port,
             database: config::data_dir(var("DATA_DIR")).join(DATABASE_FILE),
             log_format,
+            limits: ServerLimits::from_env()?,
         })
     }
 }
@@ -66,8 +69,9 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send 
     if store.seed_demo_catalogue().await? {
         tracing::info!(database = %settings.database.display(), "seeded the demo catalogue");
     }
-    let server =
-        server::Server::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port))).await?;
+    let server = server::Server::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port)))
+        .await?
+        .with_limits(settings.limits);
     tracing::info!(
         addr = %server.local_addr(),
         database = %settings.database.display(),

@@ -1,6 +1,9 @@
 //! The HTTP layer: the generated server interfaces, the handlers that implement them, and
-//! what every response shares (Problem errors, request ids, access logs, body limit).
+//! what every response shares (Problem errors, request ids, access logs, body limit), and
+//! the server with its limits.
 
+mod connections;
+pub mod limits;
 pub mod orders_api;
 pub mod problem;
 pub mod server;

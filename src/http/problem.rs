@@ -34,6 +34,11 @@ kinds! {
     IDEMPOTENCY_KEY_REUSED = UNPROCESSABLE_ENTITY, "/problems/idempotency-key-reused", "The idempotency key was used for another order";
     INTERNAL = INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error";
     STORAGE_UNAVAILABLE = SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "The storage is unavailable";
+    OVERLOADED = SERVICE_UNAVAILABLE, "/problems/overloaded", "The service is at its limit of requests in progress";
+    DEADLINE_EXCEEDED = SERVICE_UNAVAILABLE, "/problems/deadline-exceeded", "The request did not finish in time";
+    REQUEST_TIMEOUT = REQUEST_TIMEOUT, "/problems/request-timeout", "The request body did not arrive in time";
+    URI_TOO_LONG = URI_TOO_LONG, "/problems/uri-too-long", "The request target is too long";
+    HEADERS_TOO_LARGE = REQUEST_HEADER_FIELDS_TOO_LARGE, "/problems/headers-too-large", "The request headers are too large";
 }
 
 /// A problem before it takes the shape of one service's generated `Problem` type.

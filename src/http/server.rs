@@ -1,8 +1,10 @@
 //! What both services share around their generated API: the documentation routes, Problem
 //! answers for every error poem raises itself (unknown route, wrong method, body too large,
-//! panic), a request id and one access-log line per request, and graceful shutdown.
+//! panic), the request limits (load shedding, deadline, body timeout, head size), a request
+//! id and one access-log line per request, and the server with its graceful shutdown.
 
 use std::{
+    borrow::Cow,
     io,
     net::SocketAddr,
     sync::Arc,
@@ -12,14 +14,21 @@ use std::{
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     http::{HeaderValue, Method, StatusCode, header},
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::CatchPanic,
 };
 use poem_openapi::{OpenApi, OpenApiService, types::ToJSON};
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, oneshot},
+    task::JoinHandle,
+};
 use tracing::Instrument;
 
-use super::problem::{self, Problem};
+use super::{
+    connections,
+    limits::ServerLimits,
+    problem::{self, Problem},
+};
 
 /// Largest request body, far above any order (a few hundred bytes) and small enough that a
 /// flood of large bodies cannot exhaust memory.
@@ -29,6 +38,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// The probes' endpoints, answered however many requests are in progress: a busy replica
+/// is alive, and must not be restarted for being busy.
+const HEALTH_PATHS: [&str; 3] = ["/health", "/health/live", "/health/ready"];
+
+/// Longest method logged; a longer one is cut. Every method the services answer is shorter.
+const MAX_LOGGED_METHOD_CHARS: usize = 16;
 
 /// The paths the service answers, as route templates with their methods: for the `Allow`
 /// header of a 405 and for the route name in the access log.
@@ -146,6 +162,7 @@ where
                 "an unexpected error occurred",
             ))
         }))
+        .around(|endpoint, request| admit::<_, P>(endpoint, request))
         .around(move |endpoint, request| {
             let routes = routes.clone();
             async move { log_request(endpoint, request, &routes).await }
@@ -211,13 +228,12 @@ fn allow_header(methods: &[Method]) -> Option<HeaderValue> {
 #[error("method not allowed")]
 struct RequestPath(String);
 
-/// Refuses what poem would let through or answer outside the documented shape: bodies over
-/// `MAX_BODY_BYTES` (413), whether they announce their size or are chunked, and a declared
+/// Refuses what poem would let through or answer outside the documented shape: a declared
 /// header parameter whose value is not visible ASCII, which poem would read as absent (an
 /// `Idempotency-Key` silently dropped). Turns a 405 into an error that knows its path.
 async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
     endpoint: Arc<E>,
-    mut request: Request,
+    request: Request,
     routes: &RouteTable,
 ) -> poem::Result<Response> {
     if let Some(entry) = routes.find(request.uri().path()) {
@@ -239,25 +255,6 @@ async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
             }
         }
     }
-    let too_large = || {
-        problem_response::<P>(Problem::new(
-            problem::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        ))
-    };
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return Ok(too_large());
-    }
-    match request.take_body().into_bytes_limit(MAX_BODY_BYTES).await {
-        Ok(bytes) => request.set_body(Body::from(bytes)),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
-        Err(err) => return Err(err.into()),
-    }
     let path = request.uri().path().to_owned();
     endpoint
         .call(request)
@@ -272,9 +269,170 @@ async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
         })
 }
 
-/// Gives the request an id (the caller's `X-Request-Id` when it is sane), runs it in a span
-/// that carries the id, echoes the id, and logs one line with method, route, status and
-/// latency.
+/// What the server that serves the application admits: handed to the application with each
+/// request (see [`Server::run`]), so that one server's limits and count of requests in
+/// progress hold for everything it serves.
+struct Admission {
+    limits: ServerLimits,
+    in_flight: Semaphore,
+}
+
+/// Holds a request to the limits of the server that serves it: a head within
+/// `max_uri_bytes` (414) and `max_header_bytes` (431); a place among the requests in
+/// progress (503 at once when there is none, except for the health endpoints); a body of at
+/// most `MAX_BODY_BYTES` (413), whether announced or chunked, read within
+/// `body_read_timeout` (408); and an answer within `request_deadline` (503).
+async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
+    endpoint: Arc<E>,
+    mut request: Request,
+) -> poem::Result<Response> {
+    let Some(admission) = request.data::<Arc<Admission>>().cloned() else {
+        return endpoint
+            .call(request)
+            .await
+            .map(IntoResponse::into_response);
+    };
+    let limits = &admission.limits;
+    let uri_bytes = target_bytes(request.uri());
+    if uri_bytes > limits.max_uri_bytes {
+        return Ok(problem_response::<P>(Problem::new(
+            problem::URI_TOO_LONG,
+            format!(
+                "the request target is longer than {} bytes",
+                limits.max_uri_bytes
+            ),
+        )));
+    }
+    if head_bytes(&request, uri_bytes) > limits.max_header_bytes {
+        return Ok(problem_response::<P>(Problem::new(
+            problem::HEADERS_TOO_LARGE,
+            format!(
+                "the request head is larger than {} bytes",
+                limits.max_header_bytes
+            ),
+        )));
+    }
+    let _in_flight = if HEALTH_PATHS.contains(&request.uri().path()) {
+        None
+    } else {
+        match admission.in_flight.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return Ok(problem_response::<P>(Problem::new(
+                    problem::OVERLOADED,
+                    "too many requests are in progress; retry after the given delay",
+                )));
+            }
+        }
+    };
+    let answer = async {
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Ok(body_too_large::<P>());
+        }
+        let body = request.take_body().into_bytes_limit(MAX_BODY_BYTES);
+        match tokio::time::timeout(limits.body_read_timeout, body).await {
+            Ok(Ok(bytes)) => request.set_body(Body::from(bytes)),
+            Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => {
+                return Ok(body_too_large::<P>());
+            }
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => {
+                let mut response = problem_response::<P>(Problem::new(
+                    problem::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        limits.body_read_timeout.as_millis()
+                    ),
+                ));
+                // The rest of the body may still be on its way: the connection cannot
+                // carry another request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Ok(response);
+            }
+        }
+        endpoint
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
+    };
+    // The calls a request makes end a tenth of its deadline early, so that the handler
+    // still answers with what it knows (the order it recorded) before the cut below.
+    let inner_deadline = tokio::time::Instant::now() + limits.request_deadline.mul_f64(0.9);
+    let answer = crate::deadline::within(inner_deadline, answer);
+    match tokio::time::timeout(limits.request_deadline, answer).await {
+        Ok(answered) => answered,
+        Err(_) => {
+            tracing::warn!(deadline = ?limits.request_deadline, "the request did not finish within its deadline");
+            Ok(problem_response::<P>(Problem::new(
+                problem::DEADLINE_EXCEEDED,
+                format!(
+                    "the request did not finish within {} ms; retry after the given delay",
+                    limits.request_deadline.as_millis()
+                ),
+            )))
+        }
+    }
+}
+
+fn body_too_large<P: From<Problem> + ToJSON>() -> Response {
+    problem_response::<P>(Problem::new(
+        problem::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    ))
+}
+
+/// The length of a request target as it came on the wire, near enough: `/path?query`, or
+/// `http://host/path?query`.
+fn target_bytes(uri: &poem::http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |scheme| scheme.len() + 3)
+        + uri
+            .authority()
+            .map_or(0, |authority| authority.as_str().len())
+        + uri
+            .path_and_query()
+            .map_or(0, |target| target.as_str().len())
+}
+
+/// The size of a request's head as it came on the wire: request line and header lines.
+fn head_bytes(request: &Request, target_bytes: usize) -> usize {
+    // "METHOD target HTTP/1.1\r\n": two spaces, the version, the line end.
+    let request_line = request.method().as_str().len() + target_bytes + 12;
+    let header_lines: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request_line + header_lines
+}
+
+/// At most `max` characters of `value`, with `…` in place of the rest.
+fn clipped(value: &str, max: usize) -> Cow<'_, str> {
+    match value.char_indices().nth(max) {
+        None => Cow::Borrowed(value),
+        Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
+    }
+}
+
+/// A request id safe to log and to echo: `[A-Za-z0-9._-]{1,128}`.
+fn is_safe_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Gives the request an id (the caller's `X-Request-Id` when it has a safe form, a fresh one
+/// otherwise), runs it in a span that carries the id, echoes the id, and logs one line with
+/// method, route, status and latency. The method is the only field taken from the client
+/// as it came: it is cut to a few characters, and logged as a string value, which the text
+/// format quotes and escapes.
 async fn log_request<E: Endpoint>(
     endpoint: Arc<E>,
     request: Request,
@@ -285,14 +443,14 @@ async fn log_request<E: Endpoint>(
         .headers()
         .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|id| is_safe_request_id(id))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let method = request.method().clone();
+    let method = clipped(request.method().as_str(), MAX_LOGGED_METHOD_CHARS).into_owned();
     let route = routes
         .find(request.uri().path())
         .map_or("-", |entry| entry.template.as_str())
         .to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = tracing::info_span!("request", request_id = request_id.as_str());
     let mut response = endpoint
         .get_response(request)
         .instrument(span.clone())
@@ -300,7 +458,13 @@ async fn log_request<E: Endpoint>(
     let status = response.status().as_u16();
     let latency = started.elapsed();
     span.in_scope(|| {
-        tracing::info!(method = %method, route = %route, status, ?latency, "request");
+        tracing::info!(
+            method = method.as_str(),
+            route = route.as_str(),
+            status,
+            ?latency,
+            "request"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -310,19 +474,26 @@ async fn log_request<E: Endpoint>(
 
 /// A bound, not yet running, server.
 pub struct Server {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     addr: SocketAddr,
+    limits: ServerLimits,
 }
 
 impl Server {
+    /// Binds `addr`; the server holds to the default [`ServerLimits`] until given others.
     pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let acceptor = TcpListener::bind(addr).into_acceptor().await?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .ok_or_else(|| io::Error::other("the listener has no TCP address"))?;
-        Ok(Self { acceptor, addr })
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            limits: ServerLimits::default(),
+        })
+    }
+
+    #[must_use]
+    pub fn with_limits(self, limits: ServerLimits) -> Self {
+        Self { limits, ..self }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -330,15 +501,21 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish for up to
-    /// `DRAIN_TIMEOUT`.
+    /// `DRAIN_TIMEOUT`. The limits on requests apply to an application built by [`app`].
     pub async fn run(
         self,
         app: impl Endpoint + 'static,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(DRAIN_TIMEOUT))
-            .await
+        #[cfg(unix)]
+        connections::raise_open_file_limit(self.limits.max_connections);
+        let admission = Arc::new(Admission {
+            in_flight: Semaphore::new(self.limits.max_requests_in_flight),
+            limits: self.limits.clone(),
+        });
+        let app = app.data(admission).map_to_response().boxed();
+        connections::serve(self.listener, app, self.limits, shutdown, DRAIN_TIMEOUT).await;
+        Ok(())
     }
 }
 

@@ -49,7 +49,8 @@ impl Default for HttpStorageConfig {
             // Below the keep-alive timeout of common servers, so the pool seldom hands out a
             // connection that the server is closing at that very moment.
             pool_idle_timeout: Duration::from_secs(30),
-            pool_max_idle_per_host: 256,
+            // The server's default bound on requests in flight (`SERVER_MAX_REQUESTS_IN_FLIGHT`).
+            pool_max_idle_per_host: 128,
             retry: RetryPolicy {
                 attempts: 3,
                 // A storage call takes milliseconds; two seconds is a storage in trouble, and
