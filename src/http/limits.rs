@@ -23,16 +23,16 @@ pub struct ServerLimits {
     /// Requests in the application at once (`SERVER_MAX_REQUESTS_IN_FLIGHT`); more are
     /// answered `503` at once. The health endpoints are not counted.
     pub max_requests_in_flight: usize,
-    /// See [`DEFAULT_REQUEST_DEADLINE`] (`SERVER_REQUEST_DEADLINE_MS`).
+    /// See [`DEFAULT_REQUEST_DEADLINE`] (`SERVER_REQUEST_DEADLINE`).
     pub request_deadline: Duration,
     /// Time for a request head to arrive, from its first byte, or from the connection's
-    /// opening for its first request (`SERVER_HEADER_READ_TIMEOUT_MS`). Past it the
+    /// opening for its first request (`SERVER_HEADER_READ_TIMEOUT`). Past it the
     /// connection is closed.
     pub header_read_timeout: Duration,
     /// Time for a request body to arrive once its head is read
-    /// (`SERVER_BODY_READ_TIMEOUT_MS`); past it the answer is `408`.
+    /// (`SERVER_BODY_READ_TIMEOUT`); past it the answer is `408`.
     pub body_read_timeout: Duration,
-    /// How long a connection may stay open between requests (`SERVER_IDLE_TIMEOUT_MS`).
+    /// How long a connection may stay open between requests (`SERVER_IDLE_TIMEOUT`).
     pub idle_timeout: Duration,
     /// Longest request target, in bytes (`SERVER_MAX_URI_BYTES`); longer is a `414`.
     pub max_uri_bytes: usize,
@@ -80,9 +80,17 @@ impl ServerLimits {
             number(variable, lookup(variable), 1, max)
                 .map(|value| value.map_or(default, |value| value as usize))
         };
-        let millis = |variable, default: Duration| {
-            number(variable, lookup(variable), 1, MAX_MILLIS)
-                .map(|value| value.map_or(default, Duration::from_millis))
+        let timeout = |variable: &'static str, default: Duration| {
+            let value = lookup(variable);
+            let timeout = crate::config::duration(variable, value.clone(), default)?;
+            if timeout > MAX_TIMEOUT {
+                return Err(ConfigError {
+                    variable,
+                    value: value.unwrap_or_default(),
+                    reason: "expected a duration of at most an hour".to_owned(),
+                });
+            }
+            Ok(timeout)
         };
         Ok(Self {
             max_connections: count("SERVER_MAX_CONNECTIONS", defaults.max_connections, 1 << 20)?,
@@ -91,13 +99,13 @@ impl ServerLimits {
                 defaults.max_requests_in_flight,
                 1 << 20,
             )?,
-            request_deadline: millis("SERVER_REQUEST_DEADLINE_MS", defaults.request_deadline)?,
-            header_read_timeout: millis(
-                "SERVER_HEADER_READ_TIMEOUT_MS",
+            request_deadline: timeout("SERVER_REQUEST_DEADLINE", defaults.request_deadline)?,
+            header_read_timeout: timeout(
+                "SERVER_HEADER_READ_TIMEOUT",
                 defaults.header_read_timeout,
             )?,
-            body_read_timeout: millis("SERVER_BODY_READ_TIMEOUT_MS", defaults.body_read_timeout)?,
-            idle_timeout: millis("SERVER_IDLE_TIMEOUT_MS", defaults.idle_timeout)?,
+            body_read_timeout: timeout("SERVER_BODY_READ_TIMEOUT", defaults.body_read_timeout)?,
+            idle_timeout: timeout("SERVER_IDLE_TIMEOUT", defaults.idle_timeout)?,
             max_uri_bytes: count(
                 "SERVER_MAX_URI_BYTES",
                 defaults.max_uri_bytes,
@@ -120,7 +128,7 @@ impl ServerLimits {
 }
 
 /// An hour: no timeout of a request or a connection is meant to be longer.
-const MAX_MILLIS: u64 = 60 * 60 * 1000;
+const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// 32 KiB. The parser keeps up to twice this in memory per connection, and below 64 KiB its
 /// only refusal of a long head is a `431` (past it, a long target would be its `414`).
@@ -172,10 +180,10 @@ mod tests {
         let limits = limits(&[
             ("SERVER_MAX_CONNECTIONS", "10"),
             ("SERVER_MAX_REQUESTS_IN_FLIGHT", "3"),
-            ("SERVER_REQUEST_DEADLINE_MS", "1500"),
-            ("SERVER_HEADER_READ_TIMEOUT_MS", "200"),
-            ("SERVER_BODY_READ_TIMEOUT_MS", "300"),
-            ("SERVER_IDLE_TIMEOUT_MS", "400"),
+            ("SERVER_REQUEST_DEADLINE", "1500ms"),
+            ("SERVER_HEADER_READ_TIMEOUT", "200ms"),
+            ("SERVER_BODY_READ_TIMEOUT", "300ms"),
+            ("SERVER_IDLE_TIMEOUT", "400ms"),
             ("SERVER_MAX_URI_BYTES", "1000"),
             ("SERVER_MAX_HEADER_BYTES", "2000"),
         ])
@@ -201,11 +209,11 @@ mod tests {
             ("SERVER_MAX_CONNECTIONS", "0"),
             ("SERVER_MAX_CONNECTIONS", "many"),
             ("SERVER_MAX_REQUESTS_IN_FLIGHT", "-1"),
-            ("SERVER_REQUEST_DEADLINE_MS", "5s"),
-            ("SERVER_REQUEST_DEADLINE_MS", "3600001"),
-            ("SERVER_HEADER_READ_TIMEOUT_MS", ""),
-            ("SERVER_BODY_READ_TIMEOUT_MS", "0"),
-            ("SERVER_IDLE_TIMEOUT_MS", "1.5"),
+            ("SERVER_REQUEST_DEADLINE", "5000"),
+            ("SERVER_REQUEST_DEADLINE", "61m"),
+            ("SERVER_HEADER_READ_TIMEOUT", ""),
+            ("SERVER_BODY_READ_TIMEOUT", "0s"),
+            ("SERVER_IDLE_TIMEOUT", "soon"),
             ("SERVER_MAX_URI_BYTES", "32769"),
             ("SERVER_MAX_HEADER_BYTES", "0"),
         ] {
