@@ -268,6 +268,19 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_client_keeps_as_many_idle_connections_as_requests_are_admitted() {
+        let config = config(&[
+            ("STORAGE_SERVICE_URL", "http://storage:8083"),
+            ("SERVER_MAX_REQUESTS_IN_FLIGHT", "300"),
+        ])
+        .unwrap();
+        let StorageConfig::Remote { client, .. } = config.storage else {
+            panic!("a remote storage");
+        };
+        assert_eq!(client.pool_max_idle_per_host, 300);
+    }
+
+    #[test]
     fn a_storage_client_setting_out_of_range_is_refused_with_the_variable_named() {
         for (variable, value) in [
             ("STORAGE_ATTEMPTS", "0"),
