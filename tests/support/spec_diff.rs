@@ -4,7 +4,6 @@
 //! `normalise` erases only the differences that a hand-written spec and poem-openapi 5.1's
 //! output show without any change of meaning:
 //!
-//! - the `openapi` version (3.0.3 and 3.0.0 are the same format);
 //! - media type parameters (`application/json; charset=utf-8`) and the case of media types
 //!   and response header names;
 //! - default values, spelled out or left out: `deprecated`, `nullable`, `readOnly`,
@@ -37,8 +36,6 @@ pub fn normalise(doc: &Value) -> Value {
     let mut out = Map::new();
     for (key, value) in root {
         let value = match key.as_str() {
-            // 3.0.3 and 3.0.0 describe the same document format.
-            "openapi" => continue,
             "info" => trim_description(value),
             "servers" => map_array(value, trim_description),
             "tags" => tags(value),
@@ -595,7 +592,7 @@ mod tests {
     /// enum, an object, parameter examples, a response header.
     fn committed() -> Value {
         json!({
-            "openapi": "3.0.3",
+            "openapi": "3.0.0",
             "info": { "title": "Shop", "version": "1.0.0", "description": "Sells books.\n" },
             "servers": [{ "url": "http://localhost:8080", "description": "Local" }],
             "tags": [
@@ -1049,6 +1046,12 @@ mod tests {
             differences(&committed(), &served),
             ["components.schemas.Order.title: missing in committed"]
         );
+    }
+
+    #[test]
+    fn a_different_openapi_version_is_a_difference() {
+        let served = with(cosmetic_twin(), "/openapi", json!("3.0.3"));
+        assert_eq!(differences(&committed(), &served).len(), 1);
     }
 
     #[test]
