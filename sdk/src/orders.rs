@@ -21,6 +21,7 @@ pub const MAX_PAGE: u32 = 100;
 const OUT_OF_STOCK: &str = "/problems/out-of-stock";
 const UNKNOWN_BOOK: &str = "/problems/unknown-book";
 const KEY_REUSED: &str = "/problems/idempotency-key-reused";
+const NOT_CANCELLABLE: &str = "/problems/not-cancellable";
 
 /// The wait before another attempt when a transient refusal names none.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -43,6 +44,8 @@ pub enum OrderError {
     KeyReused { detail: String },
     /// `404`: no order has this id.
     NotFound,
+    /// `409` to a cancel: the order is not confirmed (rejected, failed, or still pending).
+    NotCancellable { detail: String },
     /// `503`: the service cannot reach its storage. `order_id` names the order the request
     /// may have recorded; retrying with the same key resumes it.
     Unavailable {
@@ -111,6 +114,7 @@ impl OrderError {
                 order_id: problem.order_id,
                 detail,
             },
+            (Some(409), kind) if kind == NOT_CANCELLABLE => Self::NotCancellable { detail },
             (Some(422), kind) if kind == UNKNOWN_BOOK => Self::UnknownBook { detail },
             (Some(422), kind) if kind == KEY_REUSED => Self::KeyReused { detail },
             (Some(500), _) => Self::Failed {
@@ -134,6 +138,7 @@ impl fmt::Display for OrderError {
             Self::UnknownBook { detail } => write!(f, "unknown book: {detail}"),
             Self::KeyReused { detail } => write!(f, "idempotency key reused: {detail}"),
             Self::NotFound => f.write_str("no order has this id"),
+            Self::NotCancellable { detail } => write!(f, "cannot cancel: {detail}"),
             Self::Unavailable {
                 retry_after: Some(wait),
                 ..
@@ -296,6 +301,23 @@ impl OrderProcessor {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Cancels the confirmed order `id` and gives its stock back; cancelling it again answers
+    /// the same cancelled order.
+    pub async fn cancel(&self, id: Uuid, reason: Option<&str>) -> Result<types::Order, OrderError> {
+        let reason = reason
+            .map(types::CancelOrderRequestReason::try_from)
+            .transpose()
+            .map_err(|err| invalid("/reason", err))?;
+        self.client
+            .cancel_order()
+            .id(id)
+            .body(types::CancelOrderRequest { reason })
+            .send()
+            .await
+            .map(|answer| answer.into_inner())
+            .map_err(OrderError::from_client)
     }
 
     /// The order `id`.

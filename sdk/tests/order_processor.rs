@@ -42,6 +42,32 @@ async fn a_key_reused_for_another_purchase_and_an_unknown_order_are_named_refusa
 }
 
 #[tokio::test]
+async fn cancelling_a_rejected_or_unknown_order_is_a_named_refusal() {
+    let service = Application::demo().await.unwrap();
+    let orders = OrderProcessor::new(&service.url()).unwrap();
+    // book-5 has no stock: the order is recorded as rejected.
+    let Err(OrderError::OutOfStock {
+        order_id: Some(rejected),
+        ..
+    }) = orders
+        .place(&Purchase::new("book-5", 1, "user-1").unwrap(), None)
+        .await
+    else {
+        panic!("book-5 is out of stock");
+    };
+    let err = orders.cancel(rejected, None).await.unwrap_err();
+    assert!(matches!(err, OrderError::NotCancellable { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("cannot cancel: "), "{err}");
+    let unknown = orders.cancel(uuid::Uuid::new_v4(), None).await.unwrap_err();
+    assert!(matches!(unknown, OrderError::NotFound), "{unknown:?}");
+    let empty = orders.cancel(rejected, Some("")).await.unwrap_err();
+    assert!(
+        matches!(&empty, OrderError::Invalid { field, .. } if field == "/reason"),
+        "{empty:?}"
+    );
+}
+
+#[tokio::test]
 async fn every_bound_of_the_contract_is_checked_before_sending_naming_the_field() {
     for (book, quantity, user, field) in [
         ("", 1, "u", "/bookId"),

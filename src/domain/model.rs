@@ -227,13 +227,15 @@ impl Currency {
     }
 }
 
-/// Where an order stands. Only `Pending` moves; the other three are final.
+/// Where an order stands. `Pending` moves by a status change; `Confirmed` only by a
+/// cancel, which gives its stock back in the same step; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
     Pending,
     Confirmed,
     Rejected,
     Failed,
+    Cancelled,
 }
 
 impl OrderStatus {
@@ -243,6 +245,7 @@ impl OrderStatus {
             Self::Confirmed => "confirmed",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -252,13 +255,15 @@ impl OrderStatus {
             "confirmed" => Ok(Self::Confirmed),
             "rejected" => Ok(Self::Rejected),
             "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
             other => Err(InvalidValue(format!("unknown order status {other:?}"))),
         }
     }
 
-    /// Whether an order may move from `self` to `to`.
+    /// Whether a status change may move an order from `self` to `to`. A cancel is not a
+    /// status change: it must give the stock back in the same step.
     pub fn can_become(self, to: OrderStatus) -> bool {
-        self == Self::Pending && to != Self::Pending
+        self == Self::Pending && !matches!(to, Self::Pending | Self::Cancelled)
     }
 }
 
@@ -470,5 +475,7 @@ mod tests {
         assert!(OrderStatus::Pending.can_become(OrderStatus::Confirmed));
         assert!(!OrderStatus::Pending.can_become(OrderStatus::Pending));
         assert!(!OrderStatus::Confirmed.can_become(OrderStatus::Failed));
+        assert!(!OrderStatus::Pending.can_become(OrderStatus::Cancelled));
+        assert!(!OrderStatus::Confirmed.can_become(OrderStatus::Cancelled));
     }
 }

@@ -70,6 +70,20 @@ impl From<StorageError> for ReadOrderError {
     }
 }
 
+/// Why an order could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelOrderError {
+    #[error("no such order")]
+    NotFound,
+    /// Only a confirmed order can be cancelled.
+    #[error("the order is {}, not confirmed", .0.as_str())]
+    NotConfirmed(OrderStatus),
+    #[error("the storage is unavailable")]
+    Unavailable(#[source] StorageError),
+    #[error("unexpected storage error")]
+    Internal(#[source] StorageError),
+}
+
 /// Why a list of orders could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ListOrdersError {
@@ -292,6 +306,29 @@ impl<S: Storage> OrderService<S> {
                 Some(cursor) => query.cursor = Some(cursor),
                 None => return Ok(recovery),
             }
+        }
+    }
+
+    /// Cancels a confirmed order and gives its stock back, in one step of the storage, so a
+    /// repeated or concurrent cancel answers the same cancelled order and gives nothing back
+    /// twice.
+    pub async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+    ) -> Result<Order, CancelOrderError> {
+        match self.storage.cancel_order(id, reason).await {
+            Ok(order) => Ok(order),
+            Err(StorageError::NotFound) => Err(CancelOrderError::NotFound),
+            // The storage says why in words; the status it refused is read back to answer
+            // in kind.
+            Err(StorageError::Conflict(_)) => match self.storage.order(id).await {
+                Ok(order) => Err(CancelOrderError::NotConfirmed(order.status)),
+                Err(err) if err.is_retryable() => Err(CancelOrderError::Unavailable(err)),
+                Err(err) => Err(CancelOrderError::Internal(err)),
+            },
+            Err(err) if err.is_retryable() => Err(CancelOrderError::Unavailable(err)),
+            Err(err) => Err(CancelOrderError::Internal(err)),
         }
     }
 

@@ -64,6 +64,13 @@ pub trait Storage: Send + Sync + 'static {
         id: OrderId,
         change: &StatusChange,
     ) -> impl Future<Output = StorageResult<Order>> + Send;
+    /// Cancels a confirmed order and gives its stock back, in one step; a cancelled order is
+    /// answered as it is. Any other status is a `Conflict`.
+    fn cancel_order(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+    ) -> impl Future<Output = StorageResult<Order>> + Send;
     /// Takes the order's stock atomically, never below zero, at most once.
     fn take_stock(
         &self,

@@ -12,14 +12,17 @@ use crate::{
             BookId, Cursor, IdempotencyKey, Order, OrderId, OrderQuery, OrderStatus, PageLimit,
             Quantity, UserId,
         },
-        orders::{ListOrdersError, OrderRequest, OrderService, PlaceOrderError, ReadOrderError},
+        orders::{
+            CancelOrderError, ListOrdersError, OrderRequest, OrderService, PlaceOrderError,
+            ReadOrderError,
+        },
         storage::Storage,
     },
     generated::order_processor::server::{
-        CreateOrderRequest, CreateOrderResponse, GetOrderResponse, Handlers, Health,
-        HealthLiveResponse, HealthReadyResponse, HealthResponse, HealthStatus,
-        ListUserOrdersResponse, Order as ApiOrder, OrderPage, OrderStatus as ApiOrderStatus,
-        Problem as ApiProblem,
+        CancelOrderRequest, CancelOrderResponse, CreateOrderRequest, CreateOrderResponse,
+        GetOrderResponse, Handlers, Health, HealthLiveResponse, HealthReadyResponse,
+        HealthResponse, HealthStatus, ListUserOrdersResponse, Order as ApiOrder, OrderPage,
+        OrderStatus as ApiOrderStatus, Problem as ApiProblem,
     },
     telemetry::ErrorChain,
 };
@@ -86,6 +89,7 @@ fn api_order(order: Order) -> ApiOrder {
             OrderStatus::Confirmed => ApiOrderStatus::Confirmed,
             OrderStatus::Rejected => ApiOrderStatus::Rejected,
             OrderStatus::Failed => ApiOrderStatus::Failed,
+            OrderStatus::Cancelled => ApiOrderStatus::Cancelled,
         },
         reason: order.reason,
         unit_price: order.unit_price.minor_units(),
@@ -154,7 +158,9 @@ impl<S: Storage> Handlers for OrdersApi<S> {
         let order = placed.order;
         let reason = order.reason.clone();
         match order.status {
-            OrderStatus::Confirmed => {
+            // A keyed retry of a purchase that was confirmed and cancelled since: its outcome
+            // was the sale, and the order says where it stands now.
+            OrderStatus::Confirmed | OrderStatus::Cancelled => {
                 let location = format!("/orders/{}", order.id);
                 CreateOrderResponse::Created(Json(api_order(order)), location, replayed)
             }
@@ -184,6 +190,38 @@ impl<S: Storage> Handlers for OrdersApi<S> {
                     problem::INTERNAL,
                     "an unexpected error occurred",
                 )))
+            }
+        }
+    }
+
+    async fn cancel_order(&self, id: uuid::Uuid, body: CancelOrderRequest) -> CancelOrderResponse {
+        match self
+            .orders
+            .cancel(OrderId(id), body.reason.as_deref())
+            .await
+        {
+            Ok(order) => CancelOrderResponse::Ok(Json(api_order(order))),
+            Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(problem_body(
+                Problem::new(problem::NOT_FOUND, "no order has this id"),
+            )),
+            Err(CancelOrderError::NotConfirmed(status)) => {
+                let why = match status {
+                    OrderStatus::Pending => "it is still being processed; try again shortly",
+                    _ => "it holds no stock to give back",
+                };
+                CancelOrderResponse::Conflict(problem_body(
+                    Problem::new(
+                        problem::NOT_CANCELLABLE,
+                        format!("order {id} is {}: {why}", status.as_str()),
+                    )
+                    .with_order_id(id),
+                ))
+            }
+            Err(CancelOrderError::Unavailable(err)) => {
+                CancelOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
+            }
+            Err(CancelOrderError::Internal(err)) => {
+                CancelOrderResponse::InternalServerError(log_internal(&err))
             }
         }
     }

@@ -28,6 +28,7 @@ kinds! {
     METHOD_NOT_ALLOWED = METHOD_NOT_ALLOWED, "/problems/method-not-allowed", "Method not allowed";
     OUT_OF_STOCK = CONFLICT, "/problems/out-of-stock", "Out of stock";
     CONFLICT = CONFLICT, "/problems/conflict", "Conflict";
+    NOT_CANCELLABLE = CONFLICT, "/problems/not-cancellable", "Only a confirmed order can be cancelled";
     PAYLOAD_TOO_LARGE = PAYLOAD_TOO_LARGE, "/problems/payload-too-large", "The request body is too large";
     UNSUPPORTED_MEDIA_TYPE = UNSUPPORTED_MEDIA_TYPE, "/problems/unsupported-media-type", "The request body must be application/json";
     UNKNOWN_BOOK = UNPROCESSABLE_ENTITY, "/problems/unknown-book", "Unknown book";

@@ -24,12 +24,12 @@ use crate::{
     },
     generated::storage_service::server::{
         self as api, AllocationState as ApiAllocationState, Book as ApiBook, BookInput, BookList,
-        CreateOrderResponse, GetBookResponse, GetOrderResponse, Handlers, Health, HealthResponse,
-        HealthStatus, ListBooksResponse, ListOrdersResponse, NewOrder as ApiNewOrder,
-        Order as ApiOrder, OrderPage, OrderStatus as ApiOrderStatus, Problem as ApiProblem,
-        PutBookResponse, QuantityUpdate, ReturnStockResponse, SetBookQuantityResponse,
-        StatusChange as ApiStatusChange, StockAllocation as ApiStockAllocation, TakeStockResponse,
-        UpdateOrderStatusResponse,
+        CancelOrderResponse, Cancellation, CreateOrderResponse, GetBookResponse, GetOrderResponse,
+        Handlers, Health, HealthResponse, HealthStatus, ListBooksResponse, ListOrdersResponse,
+        NewOrder as ApiNewOrder, Order as ApiOrder, OrderPage, OrderStatus as ApiOrderStatus,
+        Problem as ApiProblem, PutBookResponse, QuantityUpdate, ReturnStockResponse,
+        SetBookQuantityResponse, StatusChange as ApiStatusChange,
+        StockAllocation as ApiStockAllocation, TakeStockResponse, UpdateOrderStatusResponse,
     },
     telemetry::ErrorChain,
 };
@@ -181,6 +181,7 @@ fn order_status(status: ApiOrderStatus) -> OrderStatus {
         ApiOrderStatus::Confirmed => OrderStatus::Confirmed,
         ApiOrderStatus::Rejected => OrderStatus::Rejected,
         ApiOrderStatus::Failed => OrderStatus::Failed,
+        ApiOrderStatus::Cancelled => OrderStatus::Cancelled,
     }
 }
 
@@ -190,6 +191,7 @@ fn api_order_status(status: OrderStatus) -> ApiOrderStatus {
         OrderStatus::Confirmed => ApiOrderStatus::Confirmed,
         OrderStatus::Rejected => ApiOrderStatus::Rejected,
         OrderStatus::Failed => ApiOrderStatus::Failed,
+        OrderStatus::Cancelled => ApiOrderStatus::Cancelled,
     }
 }
 
@@ -400,6 +402,20 @@ impl<S: Storage> Handlers for StorageApi<S> {
                 "update_order_status",
                 &err,
             )),
+        }
+    }
+
+    async fn cancel_order(&self, id: uuid::Uuid, body: Cancellation) -> CancelOrderResponse {
+        match self
+            .storage
+            .cancel_order(OrderId(id), body.reason.as_deref())
+            .await
+        {
+            Ok(order) => CancelOrderResponse::Ok(Json(api_order(order))),
+            Err(StorageError::NotFound) => CancelOrderResponse::NotFound(no_order()),
+            Err(StorageError::Conflict(detail)) => CancelOrderResponse::Conflict(conflict(detail)),
+            Err(StorageError::Refused(detail)) => CancelOrderResponse::BadRequest(refused(detail)),
+            Err(err) => CancelOrderResponse::InternalServerError(internal("cancel_order", &err)),
         }
     }
 

@@ -280,6 +280,27 @@ impl Storage for HttpStorage {
         Ok(order)
     }
 
+    async fn cancel_order(&self, id: OrderId, reason: Option<&str>) -> StorageResult<Order> {
+        let body = types::Cancellation {
+            reason: reason
+                .map(types::CancellationReason::try_from)
+                .transpose()
+                .map_err(|err| not_sent("reason", err))?,
+        };
+        let answer = self
+            .call("cancel_order", || {
+                self.client
+                    .cancel_order()
+                    .id(id.0)
+                    .body(body.clone())
+                    .send()
+            })
+            .await?;
+        let order = order_from(answer.into_inner())?;
+        same_order(id, order.id)?;
+        Ok(order)
+    }
+
     async fn take_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
         let answer = match self
             .call("take_stock", || self.client.take_stock().id(id.0).send())
@@ -527,6 +548,7 @@ fn status_to(status: OrderStatus) -> types::OrderStatus {
         OrderStatus::Confirmed => types::OrderStatus::Confirmed,
         OrderStatus::Rejected => types::OrderStatus::Rejected,
         OrderStatus::Failed => types::OrderStatus::Failed,
+        OrderStatus::Cancelled => types::OrderStatus::Cancelled,
     }
 }
 
@@ -536,6 +558,7 @@ fn status_from(status: types::OrderStatus) -> OrderStatus {
         types::OrderStatus::Confirmed => OrderStatus::Confirmed,
         types::OrderStatus::Rejected => OrderStatus::Rejected,
         types::OrderStatus::Failed => OrderStatus::Failed,
+        types::OrderStatus::Cancelled => OrderStatus::Cancelled,
     }
 }
 

@@ -83,6 +83,36 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE allocations_v2 RENAME TO allocations;
 
     CREATE INDEX orders_by_status ON orders (status, seq);",
+    // 3: a confirmed order can be cancelled. The status CHECK changes, so the table is
+    // copied; `migrate` turns foreign keys off around it, or dropping the old table would
+    // trip the allocations' references to it.
+    "CREATE TABLE orders_v3 (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT    NOT NULL UNIQUE,
+        book_id       TEXT    NOT NULL REFERENCES books (id),
+        user_id       TEXT    NOT NULL,
+        quantity      INTEGER NOT NULL CHECK (quantity > 0),
+        status        TEXT    NOT NULL
+                      CHECK (status IN ('pending', 'confirmed', 'rejected', 'failed', 'cancelled')),
+        reason        TEXT,
+        stock_held    INTEGER NOT NULL CHECK (stock_held IN (0, 1)),
+        unit_price    INTEGER NOT NULL CHECK (unit_price >= 0),
+        total_price   INTEGER NOT NULL CHECK (total_price >= 0),
+        currency      TEXT    NOT NULL,
+        created_at_us INTEGER NOT NULL,
+        updated_at_us INTEGER NOT NULL,
+        CHECK (status <> 'confirmed' OR stock_held = 1),
+        CHECK (status <> 'cancelled' OR stock_held = 0)
+    ) STRICT;
+    INSERT INTO orders_v3 (seq, id, book_id, user_id, quantity, status, reason, stock_held,
+                           unit_price, total_price, currency, created_at_us, updated_at_us)
+        SELECT seq, id, book_id, user_id, quantity, status, reason, stock_held,
+               unit_price, total_price, currency, created_at_us, updated_at_us
+        FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v3 RENAME TO orders;
+    CREATE INDEX orders_by_user ON orders (user_id, seq);
+    CREATE INDEX orders_by_status ON orders (status, seq);",
 ];
 
 const BOOK_COLUMNS: &str = "id, title, author, price, currency, stock";
@@ -278,8 +308,34 @@ fn migrate(conn: &mut Connection) -> Result<(), OpError> {
     if done == known {
         return Ok(());
     }
+    drop(tx);
+    // Steps that copy a table drop the old one, which foreign keys would refuse while rows
+    // refer to it. The switch only takes effect outside a transaction, and the check below
+    // proves, before the commit, that the copies left every reference whole.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = apply(conn, done, known);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+fn apply(conn: &mut Connection, done: usize, known: usize) -> Result<(), OpError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated the file since it was read above.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if usize::try_from(version).ok() != Some(done) {
+        return Ok(());
+    }
     for step in &MIGRATIONS[done..] {
         tx.execute_batch(step)?;
+    }
+    let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+        row.get(0)
+    })?;
+    if broken > 0 {
+        return Err(StorageError::Failed(
+            format!("migrating left {broken} broken references; nothing was changed").into(),
+        )
+        .into());
     }
     // `known` is the length of a small constant table: it always fits.
     tx.pragma_update(None, "user_version", known as i64)?;
@@ -726,6 +782,66 @@ fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpE
     })
 }
 
+/// Gives a held allocation's stock back to its book and closes it, inside the caller's
+/// transaction; the caller clears the order's `stock_held` in the same transaction, with
+/// whatever else it changes on the order, so that no statement sees them disagree.
+fn give_back(
+    tx: &Connection,
+    key: &str,
+    held: StockAllocation,
+) -> Result<StockAllocation, OpError> {
+    let stock: i64 = tx
+        .prepare_cached("UPDATE books SET stock = stock + ?2 WHERE id = ?1 RETURNING stock")?
+        .query_row(params![held.book_id.as_str(), held.quantity.get()], |row| {
+            row.get(0)
+        })?;
+    tx.prepare_cached("UPDATE allocations SET state = 'returned' WHERE order_id = ?1")?
+        .execute([key])?;
+    Ok(StockAllocation {
+        state: AllocationState::Returned,
+        book_stock: Stock::new(stock)?,
+        ..held
+    })
+}
+
+/// Cancels a confirmed order: its stock goes back and its status becomes `cancelled` in one
+/// transaction, so neither can happen without the other.
+fn cancel_order(
+    conn: &mut Connection,
+    id: OrderId,
+    reason: Option<&str>,
+) -> Result<Order, OpError> {
+    let key = order_key(id);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
+    match order.status {
+        OrderStatus::Cancelled => return Ok(order),
+        OrderStatus::Confirmed => {}
+        other => {
+            return Err(conflict(format!(
+                "order {id} is {}; only a confirmed order can be cancelled",
+                other.as_str()
+            )));
+        }
+    }
+    let held = select_allocation(&tx, &key)?
+        .filter(|allocation| allocation.state == AllocationState::Held)
+        .ok_or_else(|| {
+            StorageError::Failed(format!("confirmed order {id} holds no stock").into())
+        })?;
+    give_back(&tx, &key, held)?;
+    let cancelled = tx
+        .prepare_cached(&format!(
+            "UPDATE orders SET status = 'cancelled', stock_held = 0, reason = ?2,
+                               updated_at_us = ?3
+             WHERE id = ?1 AND status = 'confirmed'
+             RETURNING {ORDER_COLUMNS}"
+        ))?
+        .query_row(params![key, reason, now_micros()], order_from_row)?;
+    tx.commit()?;
+    Ok(cancelled)
+}
+
 fn return_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpError> {
     let key = order_key(id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -738,21 +854,9 @@ fn return_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, O
     let allocation = match select_allocation(&tx, &key)? {
         Some(closed) if closed.state != AllocationState::Held => return Ok(closed),
         Some(held) => {
-            let stock: i64 = tx
-                .prepare_cached(
-                    "UPDATE books SET stock = stock + ?2 WHERE id = ?1 RETURNING stock",
-                )?
-                .query_row(params![held.book_id.as_str(), held.quantity.get()], |row| {
-                    row.get(0)
-                })?;
-            tx.prepare_cached("UPDATE allocations SET state = 'returned' WHERE order_id = ?1")?
-                .execute([&key])?;
+            let returned = give_back(&tx, &key, held)?;
             set_stock_held(&tx, &key, false)?;
-            StockAllocation {
-                state: AllocationState::Returned,
-                book_stock: Stock::new(stock)?,
-                ..held
-            }
+            returned
         }
         None => {
             // Nothing to give back, but the closed allocation must exist: a take that was
@@ -794,6 +898,12 @@ impl Storage for SqliteStore {
 
     async fn take_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
         self.run(move |conn| take_stock(conn, id)).await
+    }
+
+    async fn cancel_order(&self, id: OrderId, reason: Option<&str>) -> StorageResult<Order> {
+        let reason = reason.map(str::to_owned);
+        self.run(move |conn| cancel_order(conn, id, reason.as_deref()))
+            .await
     }
 
     async fn return_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
@@ -1410,6 +1520,134 @@ mod tests {
         ));
         assert_eq!(stock_of(&store, "book-1").await, 10);
         assert_eq!(store.return_stock(order.id).await.unwrap(), tombstone);
+    }
+
+    async fn confirmed(store: &SqliteStore, quantity: i64) -> Order {
+        let order = place(store, quantity).await;
+        store.take_stock(order.id).await.unwrap();
+        store
+            .change_status(
+                order.id,
+                &change(OrderStatus::Pending, OrderStatus::Confirmed, None),
+            )
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn cancelling_gives_the_stock_back_once_and_a_repeat_answers_the_cancelled_order() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = confirmed(&store, 3).await;
+        assert_eq!(stock_of(&store, "book-1").await, 7);
+
+        let cancelled = store
+            .cancel_order(order.id, Some("changed their mind"))
+            .await
+            .unwrap();
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(cancelled.reason.as_deref(), Some("changed their mind"));
+        assert!(!cancelled.stock_held);
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+
+        let again = store.cancel_order(order.id, None).await.unwrap();
+        assert_eq!(again, cancelled);
+        assert_eq!(stock_of(&store, "book-1").await, 10, "given back once");
+        assert_eq!(
+            store.return_stock(order.id).await.unwrap().state,
+            AllocationState::Returned
+        );
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+    }
+
+    #[tokio::test]
+    async fn concurrent_cancels_give_the_stock_back_once() {
+        let (_dir, store) = store_with_book(10).await;
+        let order = confirmed(&store, 4).await;
+        let cancels: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.cancel_order(order.id, None).await })
+            })
+            .collect();
+        for cancel in cancels {
+            assert_eq!(
+                cancel.await.unwrap().unwrap().status,
+                OrderStatus::Cancelled
+            );
+        }
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+    }
+
+    #[tokio::test]
+    async fn only_a_confirmed_order_can_be_cancelled() {
+        let (_dir, store) = store_with_book(10).await;
+        let pending = place(&store, 1).await;
+        let rejected = place(&store, 1).await;
+        store
+            .change_status(
+                rejected.id,
+                &change(OrderStatus::Pending, OrderStatus::Rejected, Some("r")),
+            )
+            .await
+            .unwrap();
+        for order in [&pending, &rejected] {
+            assert!(matches!(
+                store.cancel_order(order.id, None).await,
+                Err(StorageError::Conflict(_))
+            ));
+        }
+        assert!(matches!(
+            store.cancel_order(OrderId::generate(), None).await,
+            Err(StorageError::NotFound)
+        ));
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+    }
+
+    #[tokio::test]
+    async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations() {
+        let dir = TempDir::new();
+        std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+        {
+            let raw = Connection::open(dir.db()).unwrap();
+            raw.execute_batch(MIGRATIONS[0]).unwrap();
+            raw.execute_batch(
+                "INSERT INTO books VALUES ('book-1', 'T', 'A', 1250, 'EUR', 8);
+                 INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
+                                     unit_price, total_price, currency, created_at_us, updated_at_us)
+                 VALUES ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 'user-1', 2,
+                         'confirmed', NULL, 1, 1250, 2500, 'EUR', 1, 1);
+                 INSERT INTO allocations VALUES
+                     ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 2, 'held');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&dir.db()).unwrap();
+        let id = OrderId(Uuid::parse_str("0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f").unwrap());
+        assert_eq!(
+            store.order(id).await.unwrap().status,
+            OrderStatus::Confirmed
+        );
+        assert_eq!(
+            store.cancel_order(id, None).await.unwrap().status,
+            OrderStatus::Cancelled
+        );
+        assert_eq!(stock_of(&store, "book-1").await, 10);
+        // New orders keep numbering after the old ones, and foreign keys hold again.
+        let later = place(&store, 1).await;
+        assert_eq!(
+            store
+                .orders(&query("user-1", 10, None))
+                .await
+                .unwrap()
+                .items[0],
+            later
+        );
+        let raw = Connection::open(dir.db()).unwrap();
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
     #[tokio::test]

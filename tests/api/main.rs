@@ -2,6 +2,7 @@
 //! adapters (the embedded SQLite store, and the reference Storage Service through the
 //! progenitor client).
 
+mod cancel;
 mod concurrency;
 mod errors;
 mod faults;
