@@ -722,7 +722,10 @@ mod tests {
         let proxy = ClientError::UnexpectedResponse(reqwest::Response::from(response));
         assert_eq!(retry_after(&proxy), Some(Duration::from_secs(2)));
         assert_eq!(retry_after(&undocumented(503)), None);
-        assert_eq!(retry_after(&documented(409, "/problems/conflict", &[])), None);
+        assert_eq!(
+            retry_after(&documented(409, "/problems/conflict", &[])),
+            None
+        );
     }
 
     fn chain(err: &StorageError) -> String {
