@@ -35,6 +35,7 @@ use crate::{
 };
 
 use super::{
+    RETRY_AFTER_SECONDS,
     problem::{self, Problem},
     server::{self, Running, Server},
 };
@@ -81,6 +82,16 @@ fn internal(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
     problem_body(Problem::new(
         problem::INTERNAL,
         "an unexpected error occurred",
+    ))
+}
+
+/// The database is away or saturated: logged, and answered as a 503 that invites a retry,
+/// since every operation can be repeated safely.
+fn unavailable(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
+    tracing::warn!(operation, error = %ErrorChain(err), "the database is unavailable");
+    problem_body(Problem::new(
+        problem::STORAGE_UNAVAILABLE,
+        "the database does not answer; try again shortly",
     ))
 }
 
@@ -266,6 +277,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Ok(books) => ListBooksResponse::Ok(Json(BookList {
                 items: books.into_iter().map(api_book).collect(),
             })),
+            Err(err @ StorageError::Unavailable(_)) => ListBooksResponse::ServiceUnavailable(
+                unavailable("list_books", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => ListBooksResponse::InternalServerError(internal("list_books", &err)),
         }
     }
@@ -279,6 +294,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Ok(book) => GetBookResponse::Ok(Json(api_book(book))),
             Err(StorageError::NotFound) => GetBookResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => GetBookResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => GetBookResponse::ServiceUnavailable(
+                unavailable("get_book", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => GetBookResponse::InternalServerError(internal("get_book", &err)),
         }
     }
@@ -293,6 +312,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
         match self.storage.put_book(&book).await {
             Ok(book) => PutBookResponse::Ok(Json(api_book(book))),
             Err(StorageError::Refused(detail)) => PutBookResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => PutBookResponse::ServiceUnavailable(
+                unavailable("put_book", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => PutBookResponse::InternalServerError(internal("put_book", &err)),
         }
     }
@@ -313,6 +336,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::Refused(detail)) => {
                 SetBookQuantityResponse::BadRequest(refused(detail))
             }
+            Err(err @ StorageError::Unavailable(_)) => SetBookQuantityResponse::ServiceUnavailable(
+                unavailable("set_book_quantity", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => {
                 SetBookQuantityResponse::InternalServerError(internal("set_book_quantity", &err))
             }
@@ -340,6 +367,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
                 Problem::invalid_field("cursor", "the cursor is not one this service issued"),
             )),
             Err(StorageError::Refused(detail)) => ListOrdersResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => ListOrdersResponse::ServiceUnavailable(
+                unavailable("list_orders", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => ListOrdersResponse::InternalServerError(internal("list_orders", &err)),
         }
     }
@@ -365,6 +396,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
                 )))
             }
             Err(StorageError::Refused(detail)) => CreateOrderResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => CreateOrderResponse::ServiceUnavailable(
+                unavailable("create_order", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => CreateOrderResponse::InternalServerError(internal("create_order", &err)),
         }
     }
@@ -374,6 +409,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
             Err(StorageError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(StorageError::Refused(detail)) => GetOrderResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => GetOrderResponse::ServiceUnavailable(
+                unavailable("get_order", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => GetOrderResponse::InternalServerError(internal("get_order", &err)),
         }
     }
@@ -396,6 +435,12 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::Refused(detail)) => {
                 UpdateOrderStatusResponse::BadRequest(refused(detail))
             }
+            Err(err @ StorageError::Unavailable(_)) => {
+                UpdateOrderStatusResponse::ServiceUnavailable(
+                    unavailable("update_order_status", &err),
+                    RETRY_AFTER_SECONDS,
+                )
+            }
             Err(err) => UpdateOrderStatusResponse::InternalServerError(internal(
                 "update_order_status",
                 &err,
@@ -416,6 +461,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             }
             Err(StorageError::Conflict(detail)) => TakeStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => TakeStockResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => TakeStockResponse::ServiceUnavailable(
+                unavailable("take_stock", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => TakeStockResponse::InternalServerError(internal("take_stock", &err)),
         }
     }
@@ -426,6 +475,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::NotFound) => ReturnStockResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => ReturnStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => ReturnStockResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => ReturnStockResponse::ServiceUnavailable(
+                unavailable("return_stock", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => ReturnStockResponse::InternalServerError(internal("return_stock", &err)),
         }
     }
