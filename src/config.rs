@@ -187,9 +187,12 @@ pub fn postgres(
         value: without_password(&url),
         reason,
     })?;
-    if let Some(size) = lookup("DATABASE_POOL_SIZE") {
-        config.pool_size = count("DATABASE_POOL_SIZE", Some(size), 0)? as usize;
-    }
+    // `count` bounds it to 1..=1000 and the default is small: both fit any usize.
+    config.pool_size = count(
+        "DATABASE_POOL_SIZE",
+        lookup("DATABASE_POOL_SIZE"),
+        config.pool_size as u32,
+    )? as usize;
     Ok(Some(config))
 }
 

@@ -34,7 +34,7 @@ use crate::domain::model::{
     OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
     StockAllocation, UserId,
 };
-use crate::domain::storage::{BoxError, Storage, StorageError, StorageResult};
+use crate::domain::storage::{Storage, StorageError, StorageResult};
 
 use super::{cursor, demo};
 
@@ -398,7 +398,7 @@ fn classify_pool(e: PoolError) -> StorageError {
         PoolError::Backend(e) => classify(e),
         PoolError::Timeout(_) | PoolError::Closed => StorageError::Unavailable(Box::new(e)),
         PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
-            StorageError::Failed(Box::new(e) as BoxError)
+            StorageError::Failed(Box::new(e))
         }
     }
 }
