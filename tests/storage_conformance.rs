@@ -1,6 +1,8 @@
 //! The storage port's conformance suite: every rule of the port, checked the same way on
 //! each store (the SQLite store and the PostgreSQL store, on a real server this test
-//! starts). A store-specific test (its files, its schema, its raw SQL) lives beside the store.
+//! starts). What only one store has to show stays apart: SQLite's file, locking and schema
+//! tests beside its store, PostgreSQL's (replicas, server-side constraints, an outage) in
+//! `postgres_only` below, since they need the test server.
 
 #[path = "support/postgres.rs"]
 mod postgres_server;
