@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use crate::{
     http::limits::ServerLimits,
     recovery::RecoveryConfig,
-    storage::{http::HttpStorageConfig, resilience::RetryPolicy},
+    storage::{http::HttpStorageConfig, postgres::PostgresConfig, resilience::RetryPolicy},
     telemetry::LogFormat,
 };
 
@@ -182,6 +182,42 @@ pub fn duration(
     }
 }
 
+/// `DATABASE_URL` and `DATABASE_POOL_SIZE`: the PostgreSQL database of the reference Storage
+/// Service, or `None` when the URL is unset or empty. A message never shows the password.
+pub fn postgres(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<PostgresConfig>, ConfigError> {
+    let Some(url) = lookup("DATABASE_URL").filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    let mut config = PostgresConfig::parse(&url).map_err(|reason| ConfigError {
+        variable: "DATABASE_URL",
+        value: without_password(&url),
+        reason,
+    })?;
+    // `count` bounds it to 1..=1000 and the default is small: both fit any usize.
+    config.pool_size = count(
+        "DATABASE_POOL_SIZE",
+        lookup("DATABASE_POOL_SIZE"),
+        config.pool_size as u32,
+    )? as usize;
+    Ok(Some(config))
+}
+
+/// `scheme://user:password@host...` with the password masked, for messages.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 fn parse_url(variable: &'static str, value: &str) -> Result<String, ConfigError> {
     let error = |reason: &str| ConfigError {
         variable,
@@ -311,6 +347,49 @@ mod tests {
         for url in ["not a url", "ftp://storage", "https://storage", "http://"] {
             let err = config(&[("STORAGE_SERVICE_URL", url)]).unwrap_err();
             assert_eq!(err.variable, "STORAGE_SERVICE_URL", "{url}");
+        }
+    }
+
+    fn postgres_config(vars: &[(&str, &str)]) -> Result<Option<PostgresConfig>, ConfigError> {
+        postgres(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn without_a_database_url_there_is_no_postgres_config() {
+        assert!(postgres_config(&[]).unwrap().is_none());
+        assert!(postgres_config(&[("DATABASE_URL", "")]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_database_url_and_pool_size_are_read() {
+        let config = postgres_config(&[
+            ("DATABASE_URL", "postgres://shop:pw@db:5432/orders"),
+            ("DATABASE_POOL_SIZE", "40"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.to_string(), "db:5432/orders");
+        assert_eq!(config.pool_size, 40);
+    }
+
+    #[test]
+    fn a_bad_database_url_or_pool_size_is_refused_naming_the_variable_and_hiding_the_password() {
+        let err = postgres_config(&[("DATABASE_URL", "postgres://shop:hunter2@db:port/orders")])
+            .unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("shop:***@db"), "{err}");
+        for size in ["0", "many", "1001"] {
+            let err = postgres_config(&[
+                ("DATABASE_URL", "postgres://db/orders"),
+                ("DATABASE_POOL_SIZE", size),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "DATABASE_POOL_SIZE", "{size}");
         }
     }
 

@@ -1,5 +1,8 @@
-//! The `order-processor` binary as an operator runs it: configuration errors, JSON logs,
-//! and SIGTERM draining in-flight requests before a clean exit.
+//! The binaries as an operator runs them: configuration errors, JSON logs, SIGTERM draining
+//! in-flight requests before a clean exit, and the `storage-service` binary on PostgreSQL.
+
+#[path = "support/postgres.rs"]
+mod postgres_server;
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,6 +15,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-processor");
+const STORAGE_SERVICE: &str = env!("CARGO_BIN_EXE_storage-service");
 
 fn temp_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("binary-test-{}", uuid::Uuid::new_v4()))
@@ -40,6 +44,101 @@ fn a_malformed_storage_url_stops_startup_with_one_line_naming_the_variable() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("STORAGE_SERVICE_URL"), "{stderr}");
+}
+
+/// Runs the storage service with `database_url` and answers its exit code and its stderr.
+fn storage_service_failing_with(database_url: &str) -> (Option<i32>, String) {
+    let output = Command::new(STORAGE_SERVICE)
+        .env("DATABASE_URL", database_url)
+        .env("SERVER_PORT", "0")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_malformed_database_url_stops_the_storage_service_with_one_line_naming_the_variable() {
+    let (code, stderr) = storage_service_failing_with("postgres://shop:hunter2@db:port/orders");
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaks: {stderr}");
+}
+
+#[test]
+fn an_unreachable_database_stops_the_storage_service_with_one_line_naming_the_variable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, stderr) = storage_service_failing_with(&format!(
+        "postgres://shop:hunter2@127.0.0.1:{closed}/orders"
+    ));
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{closed}/orders")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the password leaks: {stderr}");
+}
+
+#[tokio::test]
+async fn database_url_puts_the_storage_service_on_postgresql_with_the_demo_catalogue() {
+    let database = postgres_server::PgServer::shared().create_database().await;
+    let url = postgres_server::PgServer::shared().url(
+        database
+            .url
+            .get_dbname()
+            .expect("a test database has a name"),
+    );
+    let mut child = Command::new(STORAGE_SERVICE)
+        .env("DATABASE_URL", &url)
+        .env("DATABASE_POOL_SIZE", "2")
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let address = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .find(|line| line["message"] == "storage service listening")
+            .and_then(|line| line["addr"].as_str().map(str::to_owned))
+    })
+    .await
+    .unwrap()
+    .expect("the storage service listens");
+    assert!(address.contains(':'), "{address}");
+    let port = address.rsplit(':').next().unwrap();
+
+    let books: Value = reqwest::get(format!("http://127.0.0.1:{port}/books"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(books["items"].as_array().map(Vec::len), Some(5), "{books}");
+    let stored = tokio_postgres::connect(&url, tokio_postgres::NoTls).await;
+    let (client, connection) = stored.unwrap();
+    tokio::spawn(connection);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM books", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 5, "the catalogue is in PostgreSQL");
 }
 
 /// The running binary, with its JSON log lines arriving on a channel.

@@ -91,6 +91,8 @@ impl Process {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .env_remove("STORAGE_SERVICE_URL")
+            // Its own SQLite file, never a database the environment happens to name.
+            .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (name, value) in env {

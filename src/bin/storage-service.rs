@@ -1,11 +1,12 @@
-//! The reference Storage Service: `openapi/storage-service.yaml` over the embedded SQLite
-//! store, for local development and for running the Order Processor against a real remote
-//! storage.
+//! The reference Storage Service: `openapi/storage-service.yaml` over a SQLite file, or over
+//! PostgreSQL when several replicas are to share one database.
 //!
-//! Environment: `SERVER_PORT` (default 8083), `DATA_DIR` (default `data`; the database is
-//! `storage.db` inside it), `LOG_FORMAT` (`text` or `json`), and the server limits
-//! (`SERVER_MAX_CONNECTIONS` and the others of `ServerLimits`). A bad value stops startup
-//! with a one-line message that names the variable.
+//! Environment: `SERVER_PORT` (default 8083), `DATABASE_URL` (a `postgres://` URL: use
+//! PostgreSQL; unset: SQLite), `DATABASE_POOL_SIZE` (default 16 connections), `DATA_DIR`
+//! (default `data`; the SQLite database is `storage.db` inside it), `LOG_FORMAT` (`text` or
+//! `json`), and the server limits (`SERVER_MAX_CONNECTIONS` and the others of
+//! `ServerLimits`). A bad value, or a database that cannot be reached at start, stops startup with a
+//! one-line message that names the variable, and exit code 1.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -16,29 +17,44 @@ use std::{
 
 use order_processor::{
     config::{self, ConfigError},
+    domain::storage::Storage,
     http::{limits::ServerLimits, server, storage_api},
-    storage::sqlite::SqliteStore,
+    storage::{
+        postgres::{PostgresConfig, PostgresStore},
+        sqlite::SqliteStore,
+    },
     telemetry::{self, ErrorChain, LogFormat},
 };
 
 const DEFAULT_PORT: u16 = 8083;
 const DATABASE_FILE: &str = "storage.db";
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(Box<PostgresConfig>),
+}
+
 struct Settings {
     port: u16,
-    database: PathBuf,
+    database: Database,
     log_format: LogFormat,
     limits: ServerLimits,
 }
 
 impl Settings {
     fn from_env() -> Result<Self, ConfigError> {
-        let var = |name| std::env::var(name).ok();
+        let var = |name: &str| std::env::var(name).ok();
         let port = config::server_port(var("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let log_format = config::parse_log_format(var("LOG_FORMAT").as_deref())?;
+        let database = match config::postgres(var)? {
+            Some(postgres) => Database::Postgres(Box::new(postgres)),
+            None => Database::Sqlite(config::data_dir(var("DATA_DIR")).join(DATABASE_FILE)),
+        };
         Ok(Self {
             port,
-            database: config::data_dir(var("DATA_DIR")).join(DATABASE_FILE),
+            database,
             log_format,
             limits: ServerLimits::from_env()?,
         })
@@ -55,7 +71,41 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
-    match run(settings).await {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
+    let served = match settings.database {
+        Database::Sqlite(path) => match SqliteStore::open(&path) {
+            Ok(store) => {
+                serve(
+                    store,
+                    addr,
+                    settings.limits,
+                    format!("SQLite {}", path.display()),
+                )
+                .await
+            }
+            Err(err) => Err(err.into()),
+        },
+        Database::Postgres(postgres) => match PostgresStore::connect(&postgres).await {
+            Ok(store) => {
+                serve(
+                    store,
+                    addr,
+                    settings.limits,
+                    format!("PostgreSQL {postgres}"),
+                )
+                .await
+            }
+            Err(err) => {
+                // The one line an operator needs: which variable, which server, and why.
+                eprintln!(
+                    "storage-service: cannot use the database of DATABASE_URL ({postgres}): {}",
+                    ErrorChain(&err)
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %ErrorChain(err.as_ref()), "the storage service stopped");
@@ -64,22 +114,38 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let store = SqliteStore::open(&settings.database)?;
+/// Seeds the demo catalogue into an empty store, then serves until SIGTERM.
+async fn serve<S: DemoSeed>(
+    store: S,
+    addr: SocketAddr,
+    limits: ServerLimits,
+    database: String,
+) -> Result<(), BoxError> {
     if store.seed_demo_catalogue().await? {
-        tracing::info!(database = %settings.database.display(), "seeded the demo catalogue");
+        tracing::info!(%database, "seeded the demo catalogue");
     }
-    let server = server::Server::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port)))
-        .await?
-        .with_limits(settings.limits);
-    tracing::info!(
-        addr = %server.local_addr(),
-        database = %settings.database.display(),
-        "storage service listening"
-    );
+    let server = server::Server::bind(addr).await?.with_limits(limits);
+    tracing::info!(addr = %server.local_addr(), %database, "storage service listening");
     server
         .run(storage_api::app(Arc::new(store)), server::shutdown_signal())
         .await?;
     tracing::info!("storage service stopped");
     Ok(())
+}
+
+/// The stores the binary can serve: each loads the demo catalogue its own way.
+trait DemoSeed: Storage {
+    async fn seed_demo_catalogue(&self) -> Result<bool, BoxError>;
+}
+
+impl DemoSeed for SqliteStore {
+    async fn seed_demo_catalogue(&self) -> Result<bool, BoxError> {
+        Ok(SqliteStore::seed_demo_catalogue(self).await?)
+    }
+}
+
+impl DemoSeed for PostgresStore {
+    async fn seed_demo_catalogue(&self) -> Result<bool, BoxError> {
+        Ok(PostgresStore::seed_demo_catalogue(self).await?)
+    }
 }

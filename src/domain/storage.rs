@@ -1,5 +1,6 @@
-//! The storage port: what the order flow needs from the Storage Service. Two adapters
-//! implement it, the embedded SQLite store and the HTTP client of a remote Storage Service.
+//! The storage port: what the order flow needs from the Storage Service. Three adapters
+//! implement it: the embedded SQLite store, the HTTP client of a remote Storage Service, and
+//! the PostgreSQL store that the reference Storage Service uses when replicas share a database.
 
 use std::future::Future;
 

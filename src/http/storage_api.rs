@@ -35,6 +35,7 @@ use crate::{
 };
 
 use super::{
+    RETRY_AFTER_SECONDS,
     problem::{self, Problem},
     server::{self, Running, Server},
 };
@@ -81,6 +82,16 @@ fn internal(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
     problem_body(Problem::new(
         problem::INTERNAL,
         "an unexpected error occurred",
+    ))
+}
+
+/// The database is away or saturated: logged, and answered as a 503 that invites a retry,
+/// since every operation can be repeated safely.
+fn unavailable(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
+    tracing::warn!(operation, error = %ErrorChain(err), "the database is unavailable");
+    problem_body(Problem::new(
+        problem::STORAGE_UNAVAILABLE,
+        "the database does not answer; try again shortly",
     ))
 }
 
@@ -268,6 +279,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Ok(books) => ListBooksResponse::Ok(Json(BookList {
                 items: books.into_iter().map(api_book).collect(),
             })),
+            Err(err @ StorageError::Unavailable(_)) => ListBooksResponse::ServiceUnavailable(
+                unavailable("list_books", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => ListBooksResponse::InternalServerError(internal("list_books", &err)),
         }
     }
@@ -281,6 +296,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Ok(book) => GetBookResponse::Ok(Json(api_book(book))),
             Err(StorageError::NotFound) => GetBookResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => GetBookResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => GetBookResponse::ServiceUnavailable(
+                unavailable("get_book", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => GetBookResponse::InternalServerError(internal("get_book", &err)),
         }
     }
@@ -295,6 +314,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
         match self.storage.put_book(&book).await {
             Ok(book) => PutBookResponse::Ok(Json(api_book(book))),
             Err(StorageError::Refused(detail)) => PutBookResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => PutBookResponse::ServiceUnavailable(
+                unavailable("put_book", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => PutBookResponse::InternalServerError(internal("put_book", &err)),
         }
     }
@@ -315,6 +338,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::Refused(detail)) => {
                 SetBookQuantityResponse::BadRequest(refused(detail))
             }
+            Err(err @ StorageError::Unavailable(_)) => SetBookQuantityResponse::ServiceUnavailable(
+                unavailable("set_book_quantity", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => {
                 SetBookQuantityResponse::InternalServerError(internal("set_book_quantity", &err))
             }
@@ -342,6 +369,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
                 Problem::invalid_field("cursor", "the cursor is not one this service issued"),
             )),
             Err(StorageError::Refused(detail)) => ListOrdersResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => ListOrdersResponse::ServiceUnavailable(
+                unavailable("list_orders", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => ListOrdersResponse::InternalServerError(internal("list_orders", &err)),
         }
     }
@@ -367,6 +398,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
                 )))
             }
             Err(StorageError::Refused(detail)) => CreateOrderResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => CreateOrderResponse::ServiceUnavailable(
+                unavailable("create_order", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => CreateOrderResponse::InternalServerError(internal("create_order", &err)),
         }
     }
@@ -376,6 +411,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
             Err(StorageError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(StorageError::Refused(detail)) => GetOrderResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => GetOrderResponse::ServiceUnavailable(
+                unavailable("get_order", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => GetOrderResponse::InternalServerError(internal("get_order", &err)),
         }
     }
@@ -398,6 +437,12 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::Refused(detail)) => {
                 UpdateOrderStatusResponse::BadRequest(refused(detail))
             }
+            Err(err @ StorageError::Unavailable(_)) => {
+                UpdateOrderStatusResponse::ServiceUnavailable(
+                    unavailable("update_order_status", &err),
+                    RETRY_AFTER_SECONDS,
+                )
+            }
             Err(err) => UpdateOrderStatusResponse::InternalServerError(internal(
                 "update_order_status",
                 &err,
@@ -415,6 +460,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::NotFound) => CancelOrderResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => CancelOrderResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => CancelOrderResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => CancelOrderResponse::ServiceUnavailable(
+                unavailable("cancel_order", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => CancelOrderResponse::InternalServerError(internal("cancel_order", &err)),
         }
     }
@@ -432,6 +481,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             }
             Err(StorageError::Conflict(detail)) => TakeStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => TakeStockResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => TakeStockResponse::ServiceUnavailable(
+                unavailable("take_stock", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => TakeStockResponse::InternalServerError(internal("take_stock", &err)),
         }
     }
@@ -442,6 +495,10 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(StorageError::NotFound) => ReturnStockResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => ReturnStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => ReturnStockResponse::BadRequest(refused(detail)),
+            Err(err @ StorageError::Unavailable(_)) => ReturnStockResponse::ServiceUnavailable(
+                unavailable("return_stock", &err),
+                RETRY_AFTER_SECONDS,
+            ),
             Err(err) => ReturnStockResponse::InternalServerError(internal("return_stock", &err)),
         }
     }

@@ -1,5 +1,8 @@
 //! Adapters of the storage port.
 
+mod cursor;
+mod demo;
 pub mod http;
+pub mod postgres;
 pub mod resilience;
 pub mod sqlite;

@@ -8,25 +8,34 @@ use std::{
 
 use order_processor::{
     domain::{
-        model::{Book, BookDetails, BookId, Currency, Money, Stock},
-        storage::Storage,
+        model::{
+            Book, BookDetails, BookId, Currency, Money, NewOrder, Order, OrderId, OrderQuery, Page,
+            Recorded, StatusChange, Stock, StockAllocation,
+        },
+        storage::{Storage, StorageResult},
     },
     http::{server::Running, storage_api::spawn_reference_storage},
     startup::Application,
     storage::{
         http::{HttpStorage, HttpStorageConfig},
+        postgres::PostgresStore,
         sqlite::SqliteStore,
     },
 };
 use serde_json::{Value, json};
+
+use crate::postgres_server::PgServer;
 
 /// Where the Order Processor under test keeps its orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded SQLite store, in-process.
     Embedded,
-    /// The reference Storage Service, over HTTP through the progenitor client.
+    /// The reference Storage Service on SQLite, over HTTP through the progenitor client.
     Remote,
+    /// The reference Storage Service on a PostgreSQL database of its own, on the server this
+    /// test binary shares, over HTTP.
+    Postgres,
 }
 
 pub const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -55,7 +64,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The database the orders end up in, whichever the backend: to set up books and to
     /// check stock without going through the service under test.
-    pub store: SqliteStore,
+    pub store: TestStore,
     pub storage_service: Option<Running>,
     _order_processor: Running,
     _dir: TempDir,
@@ -63,10 +72,15 @@ pub struct TestApp {
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let dir = TempDir::new();
-    let store = SqliteStore::open(&dir.0.join("test.db")).expect("open the test database");
+    let store = match backend {
+        Backend::Embedded | Backend::Remote => TestStore::Sqlite(
+            SqliteStore::open(&dir.0.join("test.db")).expect("open the test database"),
+        ),
+        Backend::Postgres => TestStore::Postgres(postgres_store().await),
+    };
     let (order_processor, storage_service) = match backend {
         Backend::Embedded => (spawn_order_processor(store.clone()).await, None),
-        Backend::Remote => {
+        Backend::Remote | Backend::Postgres => {
             let storage_service = spawn_reference_storage(Arc::new(store.clone()), LOOPBACK)
                 .await
                 .expect("start the reference Storage Service");
@@ -82,6 +96,70 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         storage_service,
         _order_processor: order_processor,
         _dir: dir,
+    }
+}
+
+/// A store on a new database of the shared PostgreSQL server.
+pub async fn postgres_store() -> PostgresStore {
+    let config = PgServer::shared().create_database().await;
+    PostgresStore::connect(&config)
+        .await
+        .expect("open the test database")
+}
+
+/// The store under a test, whichever kind the backend uses.
+#[derive(Clone)]
+pub enum TestStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Calls `$call` on whichever store this is.
+macro_rules! on_store {
+    ($store:expr, $inner:ident => $call:expr) => {
+        match $store {
+            TestStore::Sqlite($inner) => $call.await,
+            TestStore::Postgres($inner) => $call.await,
+        }
+    };
+}
+
+impl Storage for TestStore {
+    async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
+        on_store!(self, store => store.create_order(order))
+    }
+    async fn order(&self, id: OrderId) -> StorageResult<Order> {
+        on_store!(self, store => store.order(id))
+    }
+    async fn orders(&self, query: &OrderQuery) -> StorageResult<Page<Order>> {
+        on_store!(self, store => store.orders(query))
+    }
+    async fn change_status(&self, id: OrderId, change: &StatusChange) -> StorageResult<Order> {
+        on_store!(self, store => store.change_status(id, change))
+    }
+    async fn cancel_order(&self, id: OrderId, reason: Option<&str>) -> StorageResult<Order> {
+        on_store!(self, store => store.cancel_order(id, reason))
+    }
+    async fn take_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
+        on_store!(self, store => store.take_stock(id))
+    }
+    async fn return_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
+        on_store!(self, store => store.return_stock(id))
+    }
+    async fn book(&self, id: &BookId) -> StorageResult<Book> {
+        on_store!(self, store => store.book(id))
+    }
+    async fn books(&self) -> StorageResult<Vec<Book>> {
+        on_store!(self, store => store.books())
+    }
+    async fn put_book(&self, book: &Book) -> StorageResult<Book> {
+        on_store!(self, store => store.put_book(book))
+    }
+    async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
+        on_store!(self, store => store.set_stock(id, stock))
+    }
+    async fn ping(&self) -> StorageResult<()> {
+        on_store!(self, store => store.ping())
     }
 }
 
@@ -184,7 +262,9 @@ pub async fn problem(response: reqwest::Response, status: u16) -> Value {
     body
 }
 
-/// Defines each listed `async fn name(backend: Backend)` as two tests, one per backend.
+/// Defines each listed `async fn name(backend: Backend)` as one test per backend: the embedded
+/// store, and the reference Storage Service on SQLite and on PostgreSQL. (Named when there were
+/// two; the tests that use it need not change.)
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -200,6 +280,14 @@ macro_rules! on_both_backends {
                 #[tokio::test]
                 async fn $name() {
                     super::$name($crate::helpers::Backend::Remote).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
                 }
             )*
         }

@@ -1,6 +1,9 @@
 //! Integration tests: the Order Processor over real HTTP, on port 0, against both storage
 //! adapters (the embedded SQLite store, and the reference Storage Service through the
-//! progenitor client).
+//! progenitor client, on SQLite and on PostgreSQL).
+
+#[path = "../support/postgres.rs"]
+mod postgres_server;
 
 mod cancel;
 mod concurrency;
@@ -9,3 +12,4 @@ mod faults;
 mod health;
 mod helpers;
 mod orders;
+mod replicas;

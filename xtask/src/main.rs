@@ -5,6 +5,7 @@ mod breaking;
 mod codegen;
 mod contract;
 mod manifests;
+mod postgres;
 mod python;
 mod services;
 mod soak;
@@ -18,8 +19,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test                    everything CI checks: formatting, lints, specs, the test suite,
-                          the contract checks, Swagger UI in a browser, the deployment files
+  test                    everything CI checks: formatting, lints, specs, the test suite
+                          (installing Debian's postgresql for it when missing), the contract
+                          checks, Swagger UI in a browser, the deployment files
   contract [--check]      the contracts from every side: spec drift, the SDK as consumer,
                           schemathesis on both services, breaking changes; without --check
                           it also refreshes the SDK's copy of the spec
@@ -84,6 +86,8 @@ fn test() -> Result<(), String> {
         ],
     )?;
     specs::validate(&root)?;
+    // The tests start PostgreSQL servers of their own from these binaries.
+    postgres::ensure_server_binaries()?;
     // The default targets: libraries, binaries, tests, examples (built) and doctests; not
     // the benchmark, which measures and asserts nothing.
     step::cargo(&root, "test suite", &["test", "--workspace"])?;

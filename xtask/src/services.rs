@@ -71,6 +71,9 @@ impl Service {
         let err_log = log.try_clone().map_err(|err| err.to_string())?;
         let child = Command::new(binary)
             .current_dir(work)
+            // The services keep their data under `work`, never in a database the environment
+            // happens to name.
+            .env_remove("DATABASE_URL")
             .envs(env.iter().copied())
             .env("LOG_FORMAT", "json")
             .stdout(Stdio::from(log))

@@ -1,5 +1,5 @@
-//! The reference Storage Service over real HTTP: every operation of
-//! `openapi/storage-service.yaml` and every error status it documents. Well-formed calls go
+//! The reference Storage Service over real HTTP, on the store of the enclosing module: every
+//! operation of `openapi/storage-service.yaml` and every error status it documents. Well-formed calls go
 //! through the generated progenitor client, so that the client and the server are checked
 //! against each other; malformed requests, which that client cannot even build, go through
 //! plain `reqwest`.
@@ -9,7 +9,6 @@ use std::{
     fmt::Debug,
     net::{Ipv4Addr, SocketAddr},
     num::NonZeroU32,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -26,7 +25,6 @@ use order_processor::{
     },
     generated::storage_service::client::{Client, Error, ResponseValue, types},
     http::{server::Running, storage_api::spawn_reference_storage},
-    storage::sqlite::SqliteStore,
 };
 use serde_json::{Value, json};
 use types::OrderStatus::{Confirmed, Failed, Pending, Rejected};
@@ -42,6 +40,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const INTERNAL_MARKERS: &[&str] = &[
     "sqlite",
     "rusqlite",
+    "postgres",
+    "db error",
     "panicked",
     "backtrace",
     "src/",
@@ -53,30 +53,17 @@ const INTERNAL_MARKERS: &[&str] = &[
 /// The text of the errors `Breakable` raises.
 const SECRET: &str = "secret-internal-detail";
 
-/// A directory of its own under the system's temp dir, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("storage-service-test-{}", Uuid::new_v4())))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use super::{Guard, open_store};
 
 /// A reference Storage Service on a free loopback port, and two ways to talk to it.
 struct Service {
     client: Client,
     http: reqwest::Client,
     url: String,
-    // Declared before the directory so that the server is told to stop before its
-    // database is removed.
+    // Declared before the guard so that the server is told to stop before its database is
+    // removed.
     _server: Running,
-    _dir: TempDir,
+    _guard: Guard,
 }
 
 impl Service {
@@ -168,14 +155,13 @@ impl Service {
     }
 }
 
-/// Starts the service over a fresh SQLite file.
+/// Starts the service over a fresh store.
 async fn start() -> Service {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(&dir.0.join("s.db")).expect("open a fresh store");
-    start_over(Arc::new(store), dir).await
+    let (store, guard) = open_store().await;
+    start_over(Arc::new(store), guard).await
 }
 
-async fn start_over<S: Storage>(storage: Arc<S>, dir: TempDir) -> Service {
+async fn start_over<S: Storage>(storage: Arc<S>, guard: Guard) -> Service {
     let server = spawn_reference_storage(storage, LOOPBACK)
         .await
         .expect("start the reference Storage Service");
@@ -185,7 +171,7 @@ async fn start_over<S: Storage>(storage: Arc<S>, dir: TempDir) -> Service {
         http: reqwest::Client::new(),
         url,
         _server: server,
-        _dir: dir,
+        _guard: guard,
     }
 }
 
@@ -326,7 +312,7 @@ fn json_routes(order: Uuid) -> Vec<(reqwest::Method, String, Value)> {
 /// A store that fails every call while `broken` is set, with errors whose text must not
 /// reach the caller: the only way to make the service answer 500 and 503 on demand.
 struct Breakable {
-    inner: SqliteStore,
+    inner: super::Store,
     broken: AtomicBool,
 }
 
@@ -394,12 +380,12 @@ impl Storage for Breakable {
 }
 
 async fn start_breakable() -> (Service, Arc<Breakable>) {
-    let dir = TempDir::new();
+    let (inner, guard) = open_store().await;
     let store = Arc::new(Breakable {
-        inner: SqliteStore::open(&dir.0.join("s.db")).expect("open a fresh store"),
+        inner,
         broken: AtomicBool::new(false),
     });
-    (start_over(store.clone(), dir).await, store)
+    (start_over(store.clone(), guard).await, store)
 }
 
 // ---------------------------------------------------------------------------------------
