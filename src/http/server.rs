@@ -124,11 +124,7 @@ where
 {
     let spec = api.spec();
     let routes = Arc::new(RouteTable::from_spec(&spec));
-    let router = Route::new()
-        .at("/openapi.json", api.spec_endpoint())
-        .at("/openapi.yaml", api.spec_endpoint_yaml())
-        .at("/docs", swagger_ui::<T>(&spec))
-        .nest("/", api);
+    let router = docs::<T>(spec).nest("/", api);
     let allow_routes = routes.clone();
     router
         .around({
@@ -154,44 +150,69 @@ where
         })
 }
 
-/// Swagger UI, its page built on the first request: the page inlines a 1.5 MB bundle and the
-/// document, and building it at start-up took a quarter of the time to readiness and kept it
-/// resident in every replica, browsed or not. It is built from `T`'s document with the info
-/// and servers of `spec`, the served document: all that the generated service sets.
-fn swagger_ui<T: OpenApi + 'static>(spec: &str) -> impl Endpoint + use<T> {
-    let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+/// The documentation routes: the document at `/openapi.json` (`spec`, as served) and
+/// `/openapi.yaml`, and Swagger UI at `/docs`. The YAML and the Swagger UI page are built on
+/// their first request: the page inlines a 1.5 MB bundle and the document, and building both at
+/// start-up took a third of the time to readiness and kept them resident in every replica,
+/// browsed or not. They are built from `T`'s document with the info and servers of `spec`:
+/// all that the generated service sets.
+fn docs<T: OpenApi + 'static>(spec: String) -> Route {
+    let document: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
     let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
-    let (title, version) = (text(&spec["info"]["title"]), text(&spec["info"]["version"]));
-    let description = spec["info"]["description"].as_str().map(str::to_owned);
-    let servers: Vec<(String, Option<String>)> = spec["servers"]
+    let (title, version) = (
+        text(&document["info"]["title"]),
+        text(&document["info"]["version"]),
+    );
+    let description = document["info"]["description"].as_str().map(str::to_owned);
+    let servers: Vec<(String, Option<String>)> = document["servers"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|server| {
-            (
-                text(&server["url"]),
-                server["description"].as_str().map(str::to_owned),
-            )
+            let description = server["description"].as_str().map(str::to_owned);
+            (text(&server["url"]), description)
         })
         .collect();
-    let page = OnceLock::new();
-    poem::endpoint::make_sync(move |_| {
-        let page = page.get_or_init(|| {
-            let mut service = OpenApiService::new(DocumentOf::<T>(PhantomData), &title, &version);
-            if let Some(description) = &description {
-                service = service.description(description);
-            }
-            for (url, description) in &servers {
-                let server = poem_openapi::ServerObject::new(url);
-                service = service.server(match description {
-                    Some(description) => server.description(description),
-                    None => server,
-                });
-            }
-            service.swagger_ui_html()
-        });
-        poem::web::Html(page.clone())
-    })
+    let service = Arc::new(move || {
+        let mut service = OpenApiService::new(DocumentOf::<T>(PhantomData), &title, &version);
+        if let Some(description) = &description {
+            service = service.description(description);
+        }
+        for (url, description) in &servers {
+            let server = poem_openapi::ServerObject::new(url);
+            service = service.server(match description {
+                Some(description) => server.description(description),
+                None => server,
+            });
+        }
+        service
+    });
+    let (yaml, page) = (OnceLock::new(), OnceLock::new());
+    let yaml_service = service.clone();
+    Route::new()
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            }),
+        )
+        .at(
+            "/openapi.yaml",
+            poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/x-yaml")
+                    .header("Content-Disposition", "inline; filename=\"spec.yaml\"")
+                    .body(yaml.get_or_init(|| yaml_service().spec_yaml()).clone())
+            }),
+        )
+        .at(
+            "/docs",
+            poem::endpoint::make_sync(move |_| {
+                poem::web::Html(page.get_or_init(|| service().swagger_ui_html()).clone())
+            }),
+        )
 }
 
 /// The document of the API `T`, without an instance of it.
