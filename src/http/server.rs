@@ -153,8 +153,7 @@ where
 /// The documentation routes: the document at `/openapi.json` (`spec`, as served) and
 /// `/openapi.yaml`, and Swagger UI at `/docs`. The YAML and the Swagger UI page are built on
 /// their first request: the page inlines a 1.5 MB bundle and the document, and building both at
-/// start-up took a third of the time to readiness and kept them resident in every replica,
-/// browsed or not. They are built from `T`'s document with the info and servers of `spec`:
+/// start-up delayed readiness and kept them resident in every replica, browsed or not. They are built from `T`'s document with the info and servers of `spec`:
 /// all that the generated service sets.
 fn docs<T: OpenApi + 'static>(spec: String) -> Route {
     let document: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
