@@ -126,6 +126,9 @@ fn doc(text: Option<&str>) -> TokenStream {
 struct RustType {
     ty: TokenStream,
     validators: Vec<TokenStream>,
+    /// The string's `pattern`: checked by one of `validators`, written into the document by
+    /// `Api` (see `Generator::patterns`).
+    pattern: Option<String>,
     description: Option<String>,
 }
 
@@ -133,18 +136,33 @@ struct Generator<'a> {
     spec: &'a OpenAPI,
     /// Example functions, in the order they were needed.
     examples: Vec<TokenStream>,
+    /// Every distinct `pattern`, in the order met: each becomes a static `CompiledPattern`.
+    /// poem-openapi's own `pattern` validator compiles its regex on every check, which cost
+    /// more CPU than the rest of an order; a `custom` validator checks with a regex compiled
+    /// once, but poem-openapi leaves it out of the document, so the patterns are written into
+    /// it by `Api` from `property_patterns` and `parameter_patterns`.
+    patterns: Vec<String>,
+    /// (schema, property, pattern) of each patterned property.
+    property_patterns: Vec<(String, String, String)>,
+    /// (operationId, parameter, pattern) of each patterned parameter.
+    parameter_patterns: Vec<(String, String, String)>,
 }
 
 fn generate_server(spec: &OpenAPI) -> Result<TokenStream> {
     let mut generator = Generator {
         spec,
         examples: Vec::new(),
+        patterns: Vec::new(),
+        property_patterns: Vec::new(),
+        parameter_patterns: Vec::new(),
     };
     let tags = generator.tags()?;
     let schemas = generator.schemas()?;
     let operations = generator.operations()?;
     let examples = &generator.examples;
     let service = generator.service();
+    let patterns = generator.compiled_patterns();
+    let api = generator.documented_api();
     Ok(quote! {
         use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, payload::Json, types::{ParseError, ParseFromJSON}};
 
@@ -194,8 +212,10 @@ fn generate_server(spec: &OpenAPI) -> Result<TokenStream> {
         }
 
         #tags
+        #patterns
         #schemas
         #operations
+        #api
         #(#examples)*
         #service
     })
@@ -344,6 +364,10 @@ impl Generator<'_> {
             let field_pointer = format!("{pointer}/properties/{}", escape_pointer(property));
             let property_schema = unbox(property_schema);
             let rust = self.rust_type(&property_schema, &field_pointer)?;
+            if let Some(pattern) = &rust.pattern {
+                self.property_patterns
+                    .push((name.to_owned(), property.clone(), pattern.clone()));
+            }
             let field = field_ident(property);
             let own_description = match &property_schema {
                 ReferenceOr::Item(schema) => schema.schema_data.description.clone(),
@@ -399,7 +423,7 @@ impl Generator<'_> {
     }
 
     /// The Rust type of a property, parameter or header schema.
-    fn rust_type(&self, schema: &ReferenceOr<Schema>, pointer: &str) -> Result<RustType> {
+    fn rust_type(&mut self, schema: &ReferenceOr<Schema>, pointer: &str) -> Result<RustType> {
         let schema = match schema {
             ReferenceOr::Reference { reference } => {
                 let (name, component) = self.component(reference, pointer)?;
@@ -410,17 +434,20 @@ impl Generator<'_> {
                     return Ok(RustType {
                         ty: quote!(#ty),
                         validators: Vec::new(),
+                        pattern: None,
                         description: None,
                     });
                 }
+                let description = component.schema_data.description.clone();
                 let mut rust = self.rust_type(&ReferenceOr::Item(component.clone()), pointer)?;
-                rust.description = component.schema_data.description.clone();
+                rust.description = description;
                 return Ok(rust);
             }
             ReferenceOr::Item(schema) => schema,
         };
         check_schema_data(schema, pointer, &["description", "example", "default"])?;
         let mut validators = Vec::new();
+        let mut pattern = None;
         let ty = match &schema.schema_kind {
             SchemaKind::Type(Type::String(string)) => {
                 if !string.enumeration.is_empty() {
@@ -435,8 +462,15 @@ impl Generator<'_> {
                 if let Some(max) = string.max_length {
                     validators.push(quote!(max_length = #max));
                 }
-                if let Some(pattern) = &string.pattern {
-                    validators.push(quote!(pattern = #pattern));
+                if let Some(regex) = &string.pattern {
+                    if let Err(err) = regex::Regex::new(regex) {
+                        return unsupported(pointer, format!("pattern {regex:?}: {err}"));
+                    }
+                    // After the length validators, where poem-openapi puts its own `pattern`,
+                    // so that a value that breaks several gets the same message as before.
+                    let check = self.compiled_pattern(regex).to_string();
+                    validators.push(quote!(custom = #check));
+                    pattern = Some(regex.clone());
                 }
                 match &string.format {
                     VariantOrUnknownOrEmpty::Empty => quote!(String),
@@ -532,8 +566,144 @@ impl Generator<'_> {
         Ok(RustType {
             ty,
             validators,
+            pattern,
             description: None,
         })
+    }
+
+    /// The expression of the validator that checks `pattern`.
+    fn compiled_pattern(&mut self, pattern: &str) -> TokenStream {
+        let index = match self.patterns.iter().position(|known| known == pattern) {
+            Some(index) => index,
+            None => {
+                self.patterns.push(pattern.to_owned());
+                self.patterns.len() - 1
+            }
+        };
+        let name = format_ident!("PATTERN_{index}");
+        quote!(&#name)
+    }
+
+    fn compiled_patterns(&self) -> TokenStream {
+        if self.patterns.is_empty() {
+            return quote!();
+        }
+        // A pattern met only where the build then stops, or on a component that nothing
+        // uses, gets no static: it would be dead code.
+        let used = |pattern: &String| {
+            self.property_patterns
+                .iter()
+                .chain(&self.parameter_patterns)
+                .any(|(_, _, used)| used == pattern)
+        };
+        let statics = self.patterns.iter().enumerate().filter(|(_, pattern)| used(pattern)).map(|(index, pattern)| {
+            let name = format_ident!("PATTERN_{index}");
+            let doc = format!("`{pattern}`");
+            quote! {
+                #[doc = #doc]
+                static #name: CompiledPattern = CompiledPattern {
+                    pattern: #pattern,
+                    regex: std::sync::LazyLock::new(|| {
+                        regex::Regex::new(#pattern).expect("the generator compiled this pattern")
+                    }),
+                };
+            }
+        });
+        quote! {
+            /// A `pattern` of the spec with its regex, compiled on first use and then kept.
+            struct CompiledPattern {
+                pattern: &'static str,
+                regex: std::sync::LazyLock<regex::Regex>,
+            }
+
+            impl<T: AsRef<str>> poem_openapi::validation::Validator<T> for &CompiledPattern {
+                fn check(&self, value: &T) -> bool {
+                    self.regex.is_match(value.as_ref())
+                }
+            }
+
+            /// As poem-openapi's `pattern` validator names itself in an error message.
+            impl std::fmt::Display for CompiledPattern {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    write!(f, "pattern(\"{}\")", self.pattern)
+                }
+            }
+
+            #(#statics)*
+        }
+    }
+
+    /// `Api`: the operations, with the `pattern` of every patterned property and parameter
+    /// written into the document, where poem-openapi puts nothing for a `custom` validator.
+    fn documented_api(&self) -> TokenStream {
+        let properties = self
+            .property_patterns
+            .iter()
+            .map(|(schema, property, pattern)| quote!((#schema, #property, #pattern)));
+        let parameters = self
+            .parameter_patterns
+            .iter()
+            .map(|(operation, parameter, pattern)| quote!((#operation, #parameter, #pattern)));
+        quote! {
+            /// The API served: `Operations`, with the patterns in its document.
+            pub struct Api<H>(pub H);
+
+            /// (schema, property, pattern)
+            const PROPERTY_PATTERNS: &[(&str, &str, &str)] = &[#(#properties),*];
+            /// (operationId, parameter, pattern)
+            const PARAMETER_PATTERNS: &[(&str, &str, &str)] = &[#(#parameters),*];
+
+            impl<H: Handlers> OpenApi for Api<H> {
+                fn meta() -> Vec<poem_openapi::registry::MetaApi> {
+                    let mut meta = Operations::<H>::meta();
+                    let operations = meta
+                        .iter_mut()
+                        .flat_map(|api| &mut api.paths)
+                        .flat_map(|path| &mut path.operations);
+                    for operation in operations {
+                        for parameter in &mut operation.params {
+                            let pattern = PARAMETER_PATTERNS.iter().find(|(id, name, _)| {
+                                operation.operation_id == Some(*id) && parameter.name == *name
+                            });
+                            if let Some((_, _, pattern)) = pattern {
+                                set_pattern(&mut parameter.schema, pattern);
+                            }
+                        }
+                    }
+                    meta
+                }
+
+                fn register(registry: &mut poem_openapi::registry::Registry) {
+                    Operations::<H>::register(registry);
+                    for (schema, property, pattern) in PROPERTY_PATTERNS {
+                        let properties = registry
+                            .schemas
+                            .get_mut(*schema)
+                            .into_iter()
+                            .flat_map(|schema| &mut schema.properties);
+                        for (_, schema) in properties.filter(|(name, _)| name == property) {
+                            set_pattern(schema, pattern);
+                        }
+                    }
+                }
+
+                fn add_routes(
+                    self,
+                    route_table: &mut std::collections::HashMap<
+                        String,
+                        std::collections::HashMap<poem::http::Method, poem::endpoint::BoxEndpoint<'static>>,
+                    >,
+                ) {
+                    Operations(self.0).add_routes(route_table)
+                }
+            }
+
+            fn set_pattern(schema: &mut poem_openapi::registry::MetaSchemaRef, pattern: &str) {
+                if let poem_openapi::registry::MetaSchemaRef::Inline(schema) = schema {
+                    schema.pattern = Some(pattern.to_owned());
+                }
+            }
+        }
     }
 
     fn operations(&mut self) -> Result<TokenStream> {
@@ -578,11 +748,11 @@ impl Generator<'_> {
                 #(#trait_methods)*
             }
 
-            /// The poem-openapi API over a `Handlers` implementation.
-            pub struct Api<H>(pub H);
+            /// The poem-openapi operations over a `Handlers` implementation; served as `Api`.
+            pub struct Operations<H>(pub H);
 
             #[OpenApi]
-            impl<H: Handlers> Api<H> {
+            impl<H: Handlers> Operations<H> {
                 #(#api_methods)*
             }
         })
@@ -730,6 +900,10 @@ impl Generator<'_> {
         }
         let rust = self.rust_type(schema, &format!("{pointer}/schema"))?;
         let name = &data.name;
+        if let Some(pattern) = &rust.pattern {
+            self.parameter_patterns
+                .push((operation_id.to_owned(), name.clone(), pattern.clone()));
+        }
         let arg = field_ident(name);
         let ty = rust.ty;
         let default = match schema {
@@ -772,7 +946,11 @@ impl Generator<'_> {
         })
     }
 
-    fn request_body(&self, body: &ReferenceOr<RequestBody>, pointer: &str) -> Result<TokenStream> {
+    fn request_body(
+        &mut self,
+        body: &ReferenceOr<RequestBody>,
+        pointer: &str,
+    ) -> Result<TokenStream> {
         let ReferenceOr::Item(body) = body else {
             return unsupported(pointer, "request body references are not supported");
         };
@@ -791,7 +969,7 @@ impl Generator<'_> {
 
     /// The type of an `application/json` content map, which must hold a schema reference.
     fn json_content(
-        &self,
+        &mut self,
         content: &openapiv3::Content,
         pointer: &str,
     ) -> Result<Option<TokenStream>> {
@@ -915,7 +1093,7 @@ impl Generator<'_> {
         })
     }
 
-    fn response_headers(&self, response: &Response, pointer: &str) -> Result<Vec<TokenStream>> {
+    fn response_headers(&mut self, response: &Response, pointer: &str) -> Result<Vec<TokenStream>> {
         let mut headers = Vec::new();
         for (name, header) in &response.headers {
             let header_pointer = format!("{pointer}/headers/{}", escape_pointer(name));

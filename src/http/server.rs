@@ -6,8 +6,9 @@
 use std::{
     borrow::Cow,
     io,
+    marker::PhantomData,
     net::SocketAddr,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -137,12 +138,9 @@ where
     T: OpenApi + 'static,
     P: From<Problem> + ToJSON + 'static,
 {
-    let routes = Arc::new(RouteTable::from_spec(&api.spec()));
-    let router = Route::new()
-        .at("/openapi.json", api.spec_endpoint())
-        .at("/openapi.yaml", api.spec_endpoint_yaml())
-        .nest("/docs", api.swagger_ui())
-        .nest("/", api);
+    let spec = api.spec();
+    let routes = Arc::new(RouteTable::from_spec(&spec));
+    let router = docs::<T>(spec).nest("/", api);
     let allow_routes = routes.clone();
     router
         .around({
@@ -167,6 +165,92 @@ where
             let routes = routes.clone();
             async move { log_request(endpoint, request, &routes).await }
         })
+}
+
+/// The documentation routes: the document at `/openapi.json` (`spec`, as served) and
+/// `/openapi.yaml`, and Swagger UI at `/docs`. The YAML and the Swagger UI page are built on
+/// their first request: the page inlines a 1.5 MB bundle and the document, and building both at
+/// start-up delayed readiness and kept them resident in every replica, browsed or not. They are built from `T`'s document with the info and servers of `spec`:
+/// all that the generated service sets.
+fn docs<T: OpenApi + 'static>(spec: String) -> Route {
+    let document: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+    let (title, version) = (
+        text(&document["info"]["title"]),
+        text(&document["info"]["version"]),
+    );
+    let description = document["info"]["description"].as_str().map(str::to_owned);
+    let servers: Vec<(String, Option<String>)> = document["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|server| {
+            let description = server["description"].as_str().map(str::to_owned);
+            (text(&server["url"]), description)
+        })
+        .collect();
+    let service = Arc::new(move || {
+        let mut service = OpenApiService::new(DocumentOf::<T>(PhantomData), &title, &version);
+        if let Some(description) = &description {
+            service = service.description(description);
+        }
+        for (url, description) in &servers {
+            let server = poem_openapi::ServerObject::new(url);
+            service = service.server(match description {
+                Some(description) => server.description(description),
+                None => server,
+            });
+        }
+        service
+    });
+    let (yaml, page) = (OnceLock::new(), OnceLock::new());
+    let yaml_service = service.clone();
+    Route::new()
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            }),
+        )
+        .at(
+            "/openapi.yaml",
+            poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/x-yaml")
+                    .header("Content-Disposition", "inline; filename=\"spec.yaml\"")
+                    .body(yaml.get_or_init(|| yaml_service().spec_yaml()).clone())
+            }),
+        )
+        .at(
+            "/docs",
+            poem::endpoint::make_sync(move |_| {
+                poem::web::Html(page.get_or_init(|| service().swagger_ui_html()).clone())
+            }),
+        )
+}
+
+/// The document of the API `T`, without an instance of it.
+struct DocumentOf<T>(PhantomData<fn() -> T>);
+
+impl<T: OpenApi> OpenApi for DocumentOf<T> {
+    fn meta() -> Vec<poem_openapi::registry::MetaApi> {
+        T::meta()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+
+    fn add_routes(
+        self,
+        _: &mut std::collections::HashMap<
+            String,
+            std::collections::HashMap<Method, poem::endpoint::BoxEndpoint<'static>>,
+        >,
+    ) {
+    }
 }
 
 /// A Problem answer; for 503 with `Retry-After`.

@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`. Each step prints what it checks and how long
 //! it took; the first failing step stops the run with a non-zero exit code.
 
+mod bench;
 mod breaking;
 mod codegen;
 mod contract;
@@ -28,6 +29,11 @@ tasks:
   validate-specs          check both OpenAPI specs with openapi-spec-validator
   manifests               lint the Dockerfile and validate the Kubernetes manifests
   swagger-ui              try POST /orders from Swagger UI in headless Chromium
+  bench [--quick] [--repeat N] [--baseline REV]
+                          what an order costs: both services in release mode under wrk,
+                          CPU and memory of each process; --baseline REV measures REV's
+                          build in the same run (report in target/bench/);
+                          --smoke: a few seconds on the debug build, as the suite runs it
   soak [--duration 10m] [--seed N]
                           the fault-injection test (tests/chaos.rs) run longer: two
                           replicas behind fault proxies, one killed half-way
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         ["validate-specs"] => specs::validate(&root),
         ["manifests"] => manifests::check(&root),
         ["swagger-ui"] => swagger_ui::check(&root),
+        ["bench", "--smoke"] => bench::smoke(&root),
+        ["bench", options @ ..] => bench::run(&root, options),
         ["codegen", "--print", spec] => codegen::print(&root, spec),
         ["soak", rest @ ..] => soak::run(&root, rest),
         _ => {
@@ -88,9 +96,10 @@ fn test() -> Result<(), String> {
     specs::validate(&root)?;
     // The tests start PostgreSQL servers of their own from these binaries.
     postgres::ensure_server_binaries()?;
-    // The default targets: libraries, binaries, tests, examples (built) and doctests; not
-    // the benchmark, which measures and asserts nothing.
+    // The default targets: libraries, binaries, tests, examples (built) and doctests.
     step::cargo(&root, "test suite", &["test", "--workspace"])?;
+    // The bench is not a test, but a short run of it keeps it working.
+    bench::smoke(&root)?;
     contract::run(&root, true)?;
     swagger_ui::check(&root)?;
     manifests::check(&root)

@@ -26,36 +26,58 @@ pub fn free_port() -> Result<u16, String> {
 
 /// Polls `path` until it answers 200, for up to 30 s.
 pub fn wait_until_up(port: u16, path: &str) -> Result<(), String> {
+    poll_until_up(port, path, Duration::from_millis(100))
+}
+
+/// Polls `path` every `interval` until it answers 200, for up to 30 s.
+pub fn poll_until_up(port: u16, path: &str, interval: Duration) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if get_status(port, path).is_ok_and(|status| status == 200) {
+        if request(port, "GET", path, None).is_ok_and(|(status, _)| status == 200) {
             return Ok(());
         }
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(interval);
     }
     Err(format!(
         "nothing answered 200 on 127.0.0.1:{port}{path} within 30 s"
     ))
 }
 
-fn get_status(port: u16, path: &str) -> std::io::Result<u16> {
+/// One HTTP/1.1 request on its own connection, with an optional JSON body: its status and
+/// body. For setting up and probing a service, not for load.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let body = json.unwrap_or_default();
+    let content_type = if json.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
-    let mut head = [0; 12];
-    stream.read_exact(&mut head)?;
-    // "HTTP/1.1 200"
-    std::str::from_utf8(&head[9..12])
-        .ok()
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let not_http = || std::io::Error::other("not an HTTP answer");
+    // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody"
+    let status = answer
+        .get(9..12)
         .and_then(|status| status.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))
+        .ok_or_else(not_http)?;
+    let (_, body) = answer.split_once("\r\n\r\n").ok_or_else(not_http)?;
+    Ok((status, body.to_owned()))
 }
 
-/// A service started for the provider checks; stopped when dropped. Its log goes to
-/// `<work>/<name>.log`.
+/// A service started for a check; stopped when dropped. Its log goes to `<work>/<name>.log`,
+/// as JSON unless `env` sets `LOG_FORMAT`.
 pub struct Service(Child);
 
 impl Service {
@@ -74,14 +96,18 @@ impl Service {
             // The services keep their data under `work`, never in a database the environment
             // happens to name.
             .env_remove("DATABASE_URL")
-            .envs(env.iter().copied())
             .env("LOG_FORMAT", "json")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err_log))
             .spawn()
             .map_err(|err| format!("cannot start {}: {err}", binary.display()))?;
         println!("==> started {name} (log: {})", log_path.display());
         Ok(Self(child))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
     }
 }
 
