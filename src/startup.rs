@@ -108,6 +108,20 @@ impl Application {
     }
 }
 
+/// Tokio's runtime for either service: one worker thread unless `TOKIO_WORKER_THREADS` says
+/// otherwise. A pod has 200m CPU, a fifth of one core: more workers only hand tasks between
+/// threads, which cost a third of the CPU per order on two cores, and each thread adds a
+/// malloc arena to the resident memory. The blocking pool runs the SQLite calls, which take
+/// the store's one connection in turn: one thread, since a second would only wait on that
+/// lock.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    builder.enable_all().max_blocking_threads(1).build()
+}
+
 /// Runs the service as configured until `shutdown` completes.
 pub async fn run(
     config: Config,

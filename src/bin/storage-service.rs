@@ -62,25 +62,13 @@ impl Settings {
 }
 
 fn main() -> ExitCode {
-    match runtime() {
+    match order_processor::startup::runtime() {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => {
             eprintln!("storage-service: cannot start the async runtime: {err}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Tokio's runtime: one worker thread unless `TOKIO_WORKER_THREADS` says otherwise, as for
-/// the Order Processor (`src/main.rs` says why). The blocking pool runs the SQLite calls,
-/// which take the store's one connection in turn: one thread, since a second would only wait
-/// on that lock.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(1);
-    }
-    builder.enable_all().max_blocking_threads(1).build()
 }
 
 /// Reads the settings, opens the database they name and serves it.

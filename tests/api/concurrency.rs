@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, on_both_backends, order, spawn_app};
+use crate::helpers::{Backend, TestApp, on_both_backends, order, spawn_app};
 
 const INITIAL_STOCK: i64 = 25;
 const ORDERS: usize = 60;
@@ -64,29 +64,31 @@ async fn parallel_orders_never_oversell_and_confirmed_quantities_add_up(backend:
     }
 }
 
-async fn parallel_retries_with_one_idempotency_key_place_one_order(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.add_book("book-1", 10).await;
-
+/// Sends `body` under `key` twelve times at once; answers each status and body.
+async fn twelve_at_once(app: &TestApp, key: &'static str, body: Value) -> Vec<(u16, Value)> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..12 {
-        let client = app.client.clone();
-        let url = format!("{}/orders", app.address);
+        let request = app
+            .client
+            .post(format!("{}/orders", app.address))
+            .header("Idempotency-Key", key)
+            .json(&body);
         tasks.spawn(async move {
-            let response = client
-                .post(url)
-                .header("Idempotency-Key", "one-purchase")
-                .json(&order("book-1", 3, "user-1"))
-                .send()
-                .await
-                .unwrap();
+            let response = request.send().await.unwrap();
             (
                 response.status().as_u16(),
                 response.json::<Value>().await.unwrap(),
             )
         });
     }
-    let answers = tasks.join_all().await;
+    tasks.join_all().await
+}
+
+async fn parallel_retries_with_one_idempotency_key_place_one_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.add_book("book-1", 10).await;
+
+    let answers = twelve_at_once(&app, "one-purchase", order("book-1", 3, "user-1")).await;
 
     for (status, body) in &answers {
         assert_eq!(*status, 201, "{body}");
@@ -104,25 +106,7 @@ async fn parallel_retries_of_an_order_refused_for_stock_all_answer_409_naming_on
     let app = spawn_app(backend).await;
     app.add_book("book-1", 1).await;
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..12 {
-        let client = app.client.clone();
-        let url = format!("{}/orders", app.address);
-        tasks.spawn(async move {
-            let response = client
-                .post(url)
-                .header("Idempotency-Key", "too-many")
-                .json(&order("book-1", 2, "user-1"))
-                .send()
-                .await
-                .unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap(),
-            )
-        });
-    }
-    let answers = tasks.join_all().await;
+    let answers = twelve_at_once(&app, "too-many", order("book-1", 2, "user-1")).await;
 
     for (status, body) in &answers {
         assert_eq!(*status, 409, "{body}");
