@@ -25,6 +25,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
+    postgres,
     services::{self, Service, free_port, poll_until_up, target_dir},
     step,
 };
@@ -105,6 +106,7 @@ pub fn run(root: &Path, args: &[&str]) -> Result<(), String> {
             _ => return Err(USAGE.to_owned()),
         }
     }
+    postgres::ensure_server_binaries()?;
     let mut variants = vec![current(root, &plan)?];
     if let Some(rev) = baseline {
         variants.push(self::baseline(root, rev)?);
@@ -118,6 +120,7 @@ pub fn run(root: &Path, args: &[&str]) -> Result<(), String> {
 /// report read back.
 pub fn smoke(root: &Path) -> Result<(), String> {
     let out = target_dir(root).join("bench/smoke");
+    postgres::ensure_server_binaries()?;
     let variants = [current(root, &SMOKE)?];
     measure(&SMOKE, &out, &variants)?;
     step::timed("the bench report parses", || {
@@ -125,7 +128,9 @@ pub fn smoke(root: &Path) -> Result<(), String> {
         let text = fs::read_to_string(&path)
             .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
         let report: Value = serde_json::from_str(&text).map_err(|err| err.to_string())?;
-        check_report(&report, 6)
+        // Four scenarios through the Storage Service, one on PostgreSQL, and the two
+        // references, each at the smoke's one concurrency.
+        check_report(&report, 7)
     })
 }
 
@@ -177,6 +182,8 @@ struct Variant {
     name: String,
     commit: String,
     bin: PathBuf,
+    /// Whether its Storage Service can keep its data in PostgreSQL.
+    postgres: bool,
 }
 
 impl Variant {
@@ -196,6 +203,7 @@ fn current(root: &Path, plan: &Plan) -> Result<Variant, String> {
         name: "current".to_owned(),
         commit: git(root, &["rev-parse", "--short", "HEAD"])?,
         bin: target_dir(root).join(profile),
+        postgres: true,
     })
 }
 
@@ -234,6 +242,7 @@ fn baseline(root: &Path, rev: &str) -> Result<Variant, String> {
         name: format!("before ({rev})"),
         commit: commit[..7].to_owned(),
         bin: dir.join("target/release"),
+        postgres: false,
     })
 }
 
@@ -278,8 +287,16 @@ fn measure(plan: &Plan, out: &Path, variants: &[Variant]) -> Result<Value, Strin
             Ok(())
         },
     )?;
-    for group in [Group::ThroughStorage, Group::StorageAlone, Group::Embedded] {
+    for group in [
+        Group::ThroughStorage,
+        Group::ThroughPostgres,
+        Group::StorageAlone,
+        Group::Embedded,
+    ] {
         for variant in variants {
+            if matches!(group, Group::ThroughPostgres) && !variant.postgres {
+                continue;
+            }
             step::timed(&format!("{} ({})", group.title(), variant.name), || {
                 bench.group(group, variant)
             })?;
@@ -319,6 +336,8 @@ fn measure(plan: &Plan, out: &Path, variants: &[Variant]) -> Result<Value, Strin
 #[derive(Clone, Copy)]
 enum Group {
     ThroughStorage,
+    /// The same, with the Storage Service on PostgreSQL.
+    ThroughPostgres,
     StorageAlone,
     Embedded,
 }
@@ -327,6 +346,7 @@ impl Group {
     fn title(self) -> &'static str {
         match self {
             Group::ThroughStorage => "Order Processor through the Storage Service",
+            Group::ThroughPostgres => "Order Processor through the Storage Service on PostgreSQL",
             Group::StorageAlone => "reference: the Storage Service alone, three calls an order",
             Group::Embedded => "reference: the Order Processor on its embedded store",
         }
@@ -393,6 +413,22 @@ impl Bench<'_> {
                 for scenario in &scenarios {
                     self.scenario(group, variant, scenario, &orders, &[&orders, &storage])?;
                 }
+            }
+            Group::ThroughPostgres => {
+                let postgres = postgres::Server::start(&dir.join("postgres"))?;
+                let database = postgres.url();
+                let storage =
+                    start_storage_with(variant, &dir, &[("DATABASE_URL", database.as_str())])?.0;
+                add_books(storage.port)?;
+                let url = format!("http://127.0.0.1:{}", storage.port);
+                let orders = start_order_processor(variant, &dir, Some(&url))?.0;
+                self.scenario(
+                    group,
+                    variant,
+                    &place_orders(BOOKS),
+                    &orders,
+                    &[&orders, &storage],
+                )?;
             }
             Group::StorageAlone => {
                 let storage = start_storage(variant, &dir)?.0;
@@ -623,11 +659,20 @@ fn place_orders(books: usize) -> Scenario {
 /// Starts the Storage Service on `dir`: the process, and how long it took to answer its
 /// health check (it has no separate readiness probe) in milliseconds.
 fn start_storage(variant: &Variant, dir: &Path) -> Result<(Process, f64), String> {
+    start_storage_with(variant, dir, &[])
+}
+
+/// The same, with `env` added: `DATABASE_URL` for PostgreSQL.
+fn start_storage_with(
+    variant: &Variant,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Process, f64), String> {
     start(
         "storage-service",
         &variant.binary("storage-service"),
         dir,
-        &[],
+        env,
         "/health",
     )
 }
