@@ -287,12 +287,7 @@ fn measure(plan: &Plan, out: &Path, variants: &[Variant]) -> Result<Value, Strin
             Ok(())
         },
     )?;
-    for group in [
-        Group::ThroughStorage,
-        Group::ThroughPostgres,
-        Group::StorageAlone,
-        Group::Embedded,
-    ] {
+    for group in GROUPS {
         for variant in variants {
             if matches!(group, Group::ThroughPostgres) && !variant.postgres {
                 continue;
@@ -332,6 +327,14 @@ fn measure(plan: &Plan, out: &Path, variants: &[Variant]) -> Result<Value, Strin
     println!("==> wrote {}/report.json and report.md", out.display());
     Ok(report)
 }
+
+/// Every group, in the order they run and are reported.
+const GROUPS: [Group; 4] = [
+    Group::ThroughStorage,
+    Group::ThroughPostgres,
+    Group::StorageAlone,
+    Group::Embedded,
+];
 
 #[derive(Clone, Copy)]
 enum Group {
@@ -1054,7 +1057,7 @@ fn markdown(report: &Value) -> String {
             cells.join(" | ")
         );
     }
-    for group in [Group::ThroughStorage, Group::StorageAlone, Group::Embedded] {
+    for group in GROUPS {
         let _ = writeln!(md, "\n**{}**\n", group.title());
         let _ = writeln!(
             md,
