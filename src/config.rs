@@ -150,15 +150,26 @@ fn storage_client(
 
 /// A count from 1 to 1000, or `default` when unset.
 fn count(variable: &'static str, value: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    // Bounded to 1000, so it always fits.
+    Ok(whole_number(variable, value, 1, 1000)?.map_or(default, |count| count as u32))
+}
+
+/// A whole number from `min` to `max`, or `None` when the variable is unset.
+pub fn whole_number(
+    variable: &'static str,
+    value: Option<String>,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
     let Some(value) = value else {
-        return Ok(default);
+        return Ok(None);
     };
-    match value.parse::<u32>() {
-        Ok(count) if (1..=1000).contains(&count) => Ok(count),
+    match value.parse::<u64>() {
+        Ok(number) if (min..=max).contains(&number) => Ok(Some(number)),
         _ => Err(ConfigError {
             variable,
             value,
-            reason: "expected a whole number from 1 to 1000".to_owned(),
+            reason: format!("expected a whole number from {min} to {max}"),
         }),
     }
 }

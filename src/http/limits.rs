@@ -77,7 +77,7 @@ impl ServerLimits {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let count = |variable, default: usize, max: u64| {
-            number(variable, lookup(variable), 1, max)
+            crate::config::whole_number(variable, lookup(variable), 1, max)
                 .map(|value| value.map_or(default, |value| value as usize))
         };
         let timeout = |variable: &'static str, default: Duration| {
@@ -133,26 +133,6 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// 32 KiB. The parser keeps up to twice this in memory per connection, and below 64 KiB its
 /// only refusal of a long head is a `431` (past it, a long target would be its `414`).
 const MAX_HEAD_BYTES: u64 = 32 * 1024;
-
-/// A whole number from `min` to `max`, or `None` when the variable is unset.
-fn number(
-    variable: &'static str,
-    value: Option<String>,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>, ConfigError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    match value.parse::<u64>() {
-        Ok(number) if (min..=max).contains(&number) => Ok(Some(number)),
-        _ => Err(ConfigError {
-            variable,
-            value,
-            reason: format!("expected a whole number from {min} to {max}"),
-        }),
-    }
-}
 
 #[cfg(test)]
 mod tests {
