@@ -757,16 +757,7 @@ impl Wrk {
     fn find_or_install() -> Result<Self, String> {
         let path = PathBuf::from("/usr/bin/wrk");
         if !path.exists() {
-            step::run(
-                "apt-get update",
-                Command::new("apt-get").args(["update", "-qq"]),
-            )?;
-            step::run(
-                "install Debian's wrk",
-                Command::new("apt-get")
-                    .args(["install", "-y", "-qq", "wrk"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )?;
+            step::apt_install("wrk", &[])?;
         }
         // `wrk -v` prints its version and exits non-zero.
         let output = Command::new(&path)

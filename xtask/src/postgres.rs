@@ -27,23 +27,13 @@ pub fn ensure_server_binaries() -> Result<(), String> {
             .and_then(|()| fs::write(CREATECLUSTER_CONF, "create_main_cluster = false\n"))
             .map_err(|err| format!("cannot write {CREATECLUSTER_CONF}: {err}"))?;
     }
-    step::run(
-        "apt-get update",
-        Command::new("apt-get").args(["update", "-qq"]),
-    )?;
-    step::run(
-        "install Debian's postgresql",
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "-o",
-                "Dpkg::Options::=--force-confold",
-                "postgresql",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+    step::apt_install(
+        "postgresql",
+        &[
+            "--no-install-recommends",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+        ],
     )
     .map_err(|err| format!("{err}: install Debian's `postgresql` package"))?;
     server_bin_dir()

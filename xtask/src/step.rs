@@ -35,3 +35,20 @@ pub fn cargo(root: &Path, name: &str, args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     run(name, Command::new(cargo).args(args).current_dir(root))
 }
+
+/// Installs Debian's `package` with apt, after refreshing the package lists; `options` go to
+/// `apt-get install` before the package name.
+pub fn apt_install(package: &str, options: &[&str]) -> Result<(), String> {
+    run(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    run(
+        &format!("install Debian's {package}"),
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(options)
+            .arg(package)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}

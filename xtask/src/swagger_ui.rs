@@ -56,17 +56,9 @@ fn chromium() -> Result<PathBuf, String> {
     }
     let path = PathBuf::from("/usr/bin/chromium");
     if !path.exists() {
-        step::run(
-            "apt-get update",
-            Command::new("apt-get").args(["update", "-qq"]),
-        )?;
-        step::run(
-            "install Debian's chromium",
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq", "chromium"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-        .map_err(|err| format!("{err}: install Debian's `chromium` package, or set CHROMIUM"))?;
+        step::apt_install("chromium", &[]).map_err(|err| {
+            format!("{err}: install Debian's `chromium` package, or set CHROMIUM")
+        })?;
     }
     Ok(path)
 }
