@@ -5,6 +5,7 @@ mod bench;
 mod breaking;
 mod codegen;
 mod contract;
+mod deny;
 mod manifests;
 mod postgres;
 mod python;
@@ -27,6 +28,7 @@ tasks:
                           schemathesis on both services, breaking changes; without --check
                           it also refreshes the SDK's copy of the spec
   validate-specs          check both OpenAPI specs with openapi-spec-validator
+  deny                    the dependency policy of deny.toml: licenses, bans, sources
   manifests               lint the Dockerfile and validate the Kubernetes manifests
   swagger-ui              try POST /orders from Swagger UI in headless Chromium
   bench [--quick] [--repeat N] [--baseline REV]
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         ["contract"] => contract::run(&root, false),
         ["contract", "--check"] => contract::run(&root, true),
         ["validate-specs"] => specs::validate(&root),
+        ["deny"] => deny::check(&root),
         ["manifests"] => manifests::check(&root),
         ["swagger-ui"] => swagger_ui::check(&root),
         ["bench", "--smoke"] => bench::smoke(&root),
@@ -93,6 +96,7 @@ fn test() -> Result<(), String> {
             "warnings",
         ],
     )?;
+    deny::check(&root)?;
     specs::validate(&root)?;
     // The tests start PostgreSQL servers of their own from these binaries.
     postgres::ensure_server_binaries()?;

