@@ -30,6 +30,7 @@ use crate::{
 use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
+    wire::same_variants,
 };
 
 /// How long readiness waits for the storage.
@@ -66,6 +67,8 @@ fn log_internal(err: &dyn std::error::Error) -> Json<ApiProblem> {
     ))
 }
 
+same_variants!(OrderStatus => ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
+
 fn order_request(body: CreateOrderRequest) -> Result<OrderRequest, Problem> {
     Ok(OrderRequest {
         book_id: BookId::parse(&body.book_id)
@@ -84,13 +87,7 @@ fn api_order(order: Order) -> ApiOrder {
         user_id: order.user_id.to_string(),
         // Bounded to 1000 by `Quantity`, so it always fits.
         quantity: order.quantity.get() as i32,
-        status: match order.status {
-            OrderStatus::Pending => ApiOrderStatus::Pending,
-            OrderStatus::Confirmed => ApiOrderStatus::Confirmed,
-            OrderStatus::Rejected => ApiOrderStatus::Rejected,
-            OrderStatus::Failed => ApiOrderStatus::Failed,
-            OrderStatus::Cancelled => ApiOrderStatus::Cancelled,
-        },
+        status: order.status.into(),
         reason: order.reason,
         unit_price: order.unit_price.minor_units(),
         total_price: order.total_price.minor_units(),

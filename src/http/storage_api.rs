@@ -38,6 +38,7 @@ use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
     server::{self, Running, Server},
+    wire::same_variants,
 };
 
 /// How long `/health` waits for the database: a store stuck on a lock must not hang the
@@ -151,7 +152,7 @@ fn order_query(
             .map(|id| UserId::parse(&id))
             .transpose()
             .map_err(|err| Problem::invalid_field("userId", err.0))?,
-        status: status.map(order_status),
+        status: status.map(Into::into),
         created_before,
         limit: PageLimit::new(limit.into())
             .map_err(|err| Problem::invalid_field("limit", err.0))?,
@@ -160,8 +161,8 @@ fn order_query(
 }
 
 fn status_change(body: ApiStatusChange) -> Result<StatusChange, Problem> {
-    let from = order_status(body.from);
-    let to = order_status(body.to);
+    let from = OrderStatus::from(body.from);
+    let to = OrderStatus::from(body.to);
     // Refused here, whatever the store would say, because the contract makes it a 400 and no
     // stored state can make such a change valid.
     if !from.can_become(to) {
@@ -186,25 +187,8 @@ fn status_change(body: ApiStatusChange) -> Result<StatusChange, Problem> {
     })
 }
 
-fn order_status(status: ApiOrderStatus) -> OrderStatus {
-    match status {
-        ApiOrderStatus::Pending => OrderStatus::Pending,
-        ApiOrderStatus::Confirmed => OrderStatus::Confirmed,
-        ApiOrderStatus::Rejected => OrderStatus::Rejected,
-        ApiOrderStatus::Failed => OrderStatus::Failed,
-        ApiOrderStatus::Cancelled => OrderStatus::Cancelled,
-    }
-}
-
-fn api_order_status(status: OrderStatus) -> ApiOrderStatus {
-    match status {
-        OrderStatus::Pending => ApiOrderStatus::Pending,
-        OrderStatus::Confirmed => ApiOrderStatus::Confirmed,
-        OrderStatus::Rejected => ApiOrderStatus::Rejected,
-        OrderStatus::Failed => ApiOrderStatus::Failed,
-        OrderStatus::Cancelled => ApiOrderStatus::Cancelled,
-    }
-}
+same_variants!(OrderStatus <=> ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
+same_variants!(AllocationState => ApiAllocationState: Held, Returned, Refused);
 
 /// Bounded to 1000 by `Quantity`, so the cast never truncates.
 fn api_quantity(quantity: Quantity) -> i32 {
@@ -228,7 +212,7 @@ fn api_order(order: Order) -> ApiOrder {
         book_id: order.book_id.to_string(),
         user_id: order.user_id.to_string(),
         quantity: api_quantity(order.quantity),
-        status: api_order_status(order.status),
+        status: order.status.into(),
         reason: order.reason,
         stock_held: order.stock_held,
         unit_price: order.unit_price.minor_units(),
@@ -244,11 +228,7 @@ fn api_allocation(allocation: StockAllocation) -> ApiStockAllocation {
         order_id: allocation.order_id.0,
         book_id: allocation.book_id.to_string(),
         quantity: api_quantity(allocation.quantity),
-        state: match allocation.state {
-            AllocationState::Held => ApiAllocationState::Held,
-            AllocationState::Returned => ApiAllocationState::Returned,
-            AllocationState::Refused => ApiAllocationState::Refused,
-        },
+        state: allocation.state.into(),
         book_stock: allocation.book_stock.get(),
     }
 }

@@ -14,6 +14,7 @@ use crate::domain::storage::{Storage, StorageError, StorageResult};
 use crate::generated::storage_service::client::{
     Client, Error as ClientError, ResponseValue, types,
 };
+use crate::http::wire::same_variants;
 
 use super::resilience::{self, Breaker, Failure, RetryPolicy};
 
@@ -217,7 +218,7 @@ impl Storage for HttpStorage {
         let cursor = query.cursor.as_ref().map(cursor_to).transpose()?;
         let limit = NonZeroU32::new(query.limit.get())
             .ok_or_else(|| not_sent("limit", "must be at least 1"))?;
-        let status = query.status.map(status_to);
+        let status = query.status.map(types::OrderStatus::from);
         let answer = self
             .call("list_orders", || {
                 let mut request = self.client.list_orders().limit(limit);
@@ -542,33 +543,8 @@ fn same_book(asked: &BookId, answered: &BookId) -> StorageResult<()> {
     }
 }
 
-fn status_to(status: OrderStatus) -> types::OrderStatus {
-    match status {
-        OrderStatus::Pending => types::OrderStatus::Pending,
-        OrderStatus::Confirmed => types::OrderStatus::Confirmed,
-        OrderStatus::Rejected => types::OrderStatus::Rejected,
-        OrderStatus::Failed => types::OrderStatus::Failed,
-        OrderStatus::Cancelled => types::OrderStatus::Cancelled,
-    }
-}
-
-fn status_from(status: types::OrderStatus) -> OrderStatus {
-    match status {
-        types::OrderStatus::Pending => OrderStatus::Pending,
-        types::OrderStatus::Confirmed => OrderStatus::Confirmed,
-        types::OrderStatus::Rejected => OrderStatus::Rejected,
-        types::OrderStatus::Failed => OrderStatus::Failed,
-        types::OrderStatus::Cancelled => OrderStatus::Cancelled,
-    }
-}
-
-fn allocation_state_from(state: types::AllocationState) -> AllocationState {
-    match state {
-        types::AllocationState::Held => AllocationState::Held,
-        types::AllocationState::Returned => AllocationState::Returned,
-        types::AllocationState::Refused => AllocationState::Refused,
-    }
-}
+same_variants!(OrderStatus <=> types::OrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
+same_variants!(AllocationState <= types::AllocationState: Held, Returned, Refused);
 
 fn book_id_to(id: &BookId) -> StorageResult<types::BookId> {
     types::BookId::try_from(id.as_str()).map_err(|err| not_sent("bookId", err))
@@ -607,8 +583,8 @@ fn status_change_to(change: &StatusChange) -> StorageResult<types::StatusChange>
         .transpose()
         .map_err(|err| not_sent("reason", err))?;
     Ok(types::StatusChange {
-        from: status_to(change.from),
-        to: status_to(change.to),
+        from: change.from.into(),
+        to: change.to.into(),
         reason,
     })
 }
@@ -652,7 +628,7 @@ fn order_from(order: types::Order) -> StorageResult<Order> {
         book_id: BookId::parse(&order.book_id).map_err(invalid)?,
         user_id: UserId::parse(&order.user_id).map_err(invalid)?,
         quantity,
-        status: status_from(order.status),
+        status: order.status.into(),
         reason: order.reason.map(String::from),
         stock_held: order.stock_held,
         unit_price,
@@ -681,7 +657,7 @@ fn allocation_from(allocation: types::StockAllocation) -> StorageResult<StockAll
         order_id: OrderId(allocation.order_id),
         book_id: BookId::parse(&allocation.book_id).map_err(invalid)?,
         quantity: quantity_from(allocation.quantity)?,
-        state: allocation_state_from(allocation.state),
+        state: allocation.state.into(),
         book_stock: Stock::new(allocation.book_stock.0).map_err(invalid)?,
     })
 }
@@ -932,10 +908,11 @@ mod tests {
             OrderStatus::Confirmed,
             OrderStatus::Rejected,
             OrderStatus::Failed,
+            OrderStatus::Cancelled,
         ] {
-            let sent = status_to(status);
+            let sent = types::OrderStatus::from(status);
             assert_eq!(sent.to_string(), status.as_str());
-            assert_eq!(status_from(sent), status);
+            assert_eq!(OrderStatus::from(sent), status);
         }
     }
 
