@@ -9,8 +9,8 @@ use poem_openapi::payload::Json;
 use crate::{
     domain::{
         model::{
-            BookId, Cursor, IdempotencyKey, Order, OrderId, OrderQuery, OrderStatus, PageLimit,
-            Quantity, UserId,
+            BookId, Cursor, IdempotencyKey, OrderId, OrderQuery, OrderStatus, PageLimit, Quantity,
+            UserId,
         },
         orders::{
             CancelOrderError, ListOrdersError, OrderRequest, OrderService, PlaceOrderError,
@@ -30,7 +30,7 @@ use crate::{
 use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
-    wire::same_variants,
+    wire::{order_to_wire, same_variants},
 };
 
 /// How long readiness waits for the storage.
@@ -68,6 +68,7 @@ fn log_internal(err: &dyn std::error::Error) -> Json<ApiProblem> {
 }
 
 same_variants!(OrderStatus => ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
+order_to_wire!(ApiOrder, OrderPage);
 
 fn order_request(body: CreateOrderRequest) -> Result<OrderRequest, Problem> {
     Ok(OrderRequest {
@@ -78,23 +79,6 @@ fn order_request(body: CreateOrderRequest) -> Result<OrderRequest, Problem> {
         quantity: Quantity::new(body.quantity.into())
             .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
     })
-}
-
-fn api_order(order: Order) -> ApiOrder {
-    ApiOrder {
-        id: order.id.0,
-        book_id: order.book_id.to_string(),
-        user_id: order.user_id.to_string(),
-        // Bounded to 1000 by `Quantity`, so it always fits.
-        quantity: order.quantity.get() as i32,
-        status: order.status.into(),
-        reason: order.reason,
-        unit_price: order.unit_price.minor_units(),
-        total_price: order.total_price.minor_units(),
-        currency: order.currency.as_str().to_owned(),
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-    }
 }
 
 fn up() -> Json<Health> {
@@ -159,7 +143,7 @@ impl<S: Storage> Handlers for OrdersApi<S> {
             // was the sale, and the order says where it stands now.
             OrderStatus::Confirmed | OrderStatus::Cancelled => {
                 let location = format!("/orders/{}", order.id);
-                CreateOrderResponse::Created(Json(api_order(order)), location, replayed)
+                CreateOrderResponse::Created(Json(order.into()), location, replayed)
             }
             OrderStatus::Rejected => CreateOrderResponse::Conflict(
                 problem_body(
@@ -197,7 +181,7 @@ impl<S: Storage> Handlers for OrdersApi<S> {
             .cancel(OrderId(id), body.reason.as_deref())
             .await
         {
-            Ok(order) => CancelOrderResponse::Ok(Json(api_order(order))),
+            Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
             Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(problem_body(
                 Problem::new(problem::NOT_FOUND, "no order has this id"),
             )),
@@ -225,7 +209,7 @@ impl<S: Storage> Handlers for OrdersApi<S> {
 
     async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
         match self.orders.order(OrderId(id)).await {
-            Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
+            Ok(order) => GetOrderResponse::Ok(Json(order.into())),
             Err(ReadOrderError::NotFound) => GetOrderResponse::NotFound(problem_body(
                 Problem::new(problem::NOT_FOUND, "no order has this id"),
             )),
@@ -261,10 +245,7 @@ impl<S: Storage> Handlers for OrdersApi<S> {
             Err(problem) => return ListUserOrdersResponse::BadRequest(problem_body(problem)),
         };
         match self.orders.orders(&query).await {
-            Ok(page) => ListUserOrdersResponse::Ok(Json(OrderPage {
-                items: page.items.into_iter().map(api_order).collect(),
-                next_cursor: page.next_cursor.map(|cursor| cursor.0),
-            })),
+            Ok(page) => ListUserOrdersResponse::Ok(Json(page.into())),
             Err(ListOrdersError::InvalidCursor) => {
                 ListUserOrdersResponse::BadRequest(problem_body(Problem::invalid_field(
                     "cursor",

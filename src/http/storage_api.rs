@@ -15,9 +15,9 @@ use poem_openapi::payload::Json;
 use crate::{
     domain::{
         model::{
-            AllocationState, Book, BookDetails, BookId, Currency, Cursor, Money, NewOrder, Order,
-            OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock,
-            StockAllocation, UserId,
+            AllocationState, Book, BookDetails, BookId, Currency, Cursor, Money, NewOrder, OrderId,
+            OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock, StockAllocation,
+            UserId,
         },
         orders::copies,
         storage::{Storage, StorageError},
@@ -38,7 +38,7 @@ use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
     server::{self, Running, Server},
-    wire::same_variants,
+    wire::{self, order_to_wire, same_variants},
 };
 
 /// How long `/health` waits for the database: a store stuck on a lock must not hang the
@@ -189,47 +189,30 @@ fn status_change(body: ApiStatusChange) -> Result<StatusChange, Problem> {
 
 same_variants!(OrderStatus <=> ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
 same_variants!(AllocationState => ApiAllocationState: Held, Returned, Refused);
+order_to_wire!(ApiOrder, OrderPage, stock_held);
 
-/// Bounded to 1000 by `Quantity`, so the cast never truncates.
-fn api_quantity(quantity: Quantity) -> i32 {
-    quantity.get() as i32
-}
-
-fn api_book(book: Book) -> ApiBook {
-    ApiBook {
-        id: book.id.to_string(),
-        title: book.details.title,
-        author: book.details.author,
-        price: book.details.price.minor_units(),
-        currency: book.details.currency.as_str().to_owned(),
-        quantity: book.details.stock.get(),
+impl From<Book> for ApiBook {
+    fn from(book: Book) -> Self {
+        Self {
+            id: book.id.to_string(),
+            title: book.details.title,
+            author: book.details.author,
+            price: book.details.price.minor_units(),
+            currency: book.details.currency.as_str().to_owned(),
+            quantity: book.details.stock.get(),
+        }
     }
 }
 
-fn api_order(order: Order) -> ApiOrder {
-    ApiOrder {
-        id: order.id.0,
-        book_id: order.book_id.to_string(),
-        user_id: order.user_id.to_string(),
-        quantity: api_quantity(order.quantity),
-        status: order.status.into(),
-        reason: order.reason,
-        stock_held: order.stock_held,
-        unit_price: order.unit_price.minor_units(),
-        total_price: order.total_price.minor_units(),
-        currency: order.currency.as_str().to_owned(),
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-    }
-}
-
-fn api_allocation(allocation: StockAllocation) -> ApiStockAllocation {
-    ApiStockAllocation {
-        order_id: allocation.order_id.0,
-        book_id: allocation.book_id.to_string(),
-        quantity: api_quantity(allocation.quantity),
-        state: allocation.state.into(),
-        book_stock: allocation.book_stock.get(),
+impl From<StockAllocation> for ApiStockAllocation {
+    fn from(allocation: StockAllocation) -> Self {
+        Self {
+            order_id: allocation.order_id.0,
+            book_id: allocation.book_id.to_string(),
+            quantity: wire::quantity(allocation.quantity),
+            state: allocation.state.into(),
+            book_stock: allocation.book_stock.get(),
+        }
     }
 }
 
@@ -257,7 +240,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
     async fn list_books(&self) -> ListBooksResponse {
         match self.storage.books().await {
             Ok(books) => ListBooksResponse::Ok(Json(BookList {
-                items: books.into_iter().map(api_book).collect(),
+                items: books.into_iter().map(Into::into).collect(),
             })),
             Err(err @ StorageError::Unavailable(_)) => ListBooksResponse::ServiceUnavailable(
                 unavailable("list_books", &err),
@@ -273,7 +256,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(problem) => return GetBookResponse::BadRequest(problem_body(problem)),
         };
         match self.storage.book(&id).await {
-            Ok(book) => GetBookResponse::Ok(Json(api_book(book))),
+            Ok(book) => GetBookResponse::Ok(Json(book.into())),
             Err(StorageError::NotFound) => GetBookResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => GetBookResponse::BadRequest(refused(detail)),
             Err(err @ StorageError::Unavailable(_)) => GetBookResponse::ServiceUnavailable(
@@ -292,7 +275,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(problem) => return PutBookResponse::BadRequest(problem_body(problem)),
         };
         match self.storage.put_book(&book).await {
-            Ok(book) => PutBookResponse::Ok(Json(api_book(book))),
+            Ok(book) => PutBookResponse::Ok(Json(book.into())),
             Err(StorageError::Refused(detail)) => PutBookResponse::BadRequest(refused(detail)),
             Err(err @ StorageError::Unavailable(_)) => PutBookResponse::ServiceUnavailable(
                 unavailable("put_book", &err),
@@ -313,7 +296,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(problem) => return SetBookQuantityResponse::BadRequest(problem_body(problem)),
         };
         match self.storage.set_stock(&id, stock).await {
-            Ok(book) => SetBookQuantityResponse::Ok(Json(api_book(book))),
+            Ok(book) => SetBookQuantityResponse::Ok(Json(book.into())),
             Err(StorageError::NotFound) => SetBookQuantityResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => {
                 SetBookQuantityResponse::BadRequest(refused(detail))
@@ -341,10 +324,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(problem) => return ListOrdersResponse::BadRequest(problem_body(problem)),
         };
         match self.storage.orders(&query).await {
-            Ok(page) => ListOrdersResponse::Ok(Json(OrderPage {
-                items: page.items.into_iter().map(api_order).collect(),
-                next_cursor: page.next_cursor.map(|cursor| cursor.0),
-            })),
+            Ok(page) => ListOrdersResponse::Ok(Json(page.into())),
             Err(StorageError::InvalidCursor) => ListOrdersResponse::BadRequest(problem_body(
                 Problem::invalid_field("cursor", "the cursor is not one this service issued"),
             )),
@@ -364,9 +344,9 @@ impl<S: Storage> Handlers for StorageApi<S> {
         };
         match self.storage.create_order(&order).await {
             Ok(recorded) if recorded.created => {
-                CreateOrderResponse::Created(Json(api_order(recorded.order)))
+                CreateOrderResponse::Created(Json(recorded.order.into()))
             }
-            Ok(recorded) => CreateOrderResponse::Ok(Json(api_order(recorded.order))),
+            Ok(recorded) => CreateOrderResponse::Ok(Json(recorded.order.into())),
             Err(StorageError::Conflict(_)) => CreateOrderResponse::Conflict(conflict(format!(
                 "order {} already exists with other content; nothing changed",
                 order.id
@@ -388,7 +368,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
 
     async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
         match self.storage.order(OrderId(id)).await {
-            Ok(order) => GetOrderResponse::Ok(Json(api_order(order))),
+            Ok(order) => GetOrderResponse::Ok(Json(order.into())),
             Err(StorageError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(StorageError::Refused(detail)) => GetOrderResponse::BadRequest(refused(detail)),
             Err(err @ StorageError::Unavailable(_)) => GetOrderResponse::ServiceUnavailable(
@@ -409,7 +389,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
             Err(problem) => return UpdateOrderStatusResponse::BadRequest(problem_body(problem)),
         };
         match self.storage.change_status(OrderId(id), &change).await {
-            Ok(order) => UpdateOrderStatusResponse::Ok(Json(api_order(order))),
+            Ok(order) => UpdateOrderStatusResponse::Ok(Json(order.into())),
             Err(StorageError::NotFound) => UpdateOrderStatusResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => {
                 UpdateOrderStatusResponse::Conflict(conflict(detail))
@@ -436,7 +416,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
             .cancel_order(OrderId(id), body.reason.as_deref())
             .await
         {
-            Ok(order) => CancelOrderResponse::Ok(Json(api_order(order))),
+            Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
             Err(StorageError::NotFound) => CancelOrderResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => CancelOrderResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => CancelOrderResponse::BadRequest(refused(detail)),
@@ -451,7 +431,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
     async fn take_stock(&self, id: uuid::Uuid) -> TakeStockResponse {
         let id = OrderId(id);
         match self.storage.take_stock(id).await {
-            Ok(allocation) => TakeStockResponse::Ok(Json(api_allocation(allocation))),
+            Ok(allocation) => TakeStockResponse::Ok(Json(allocation.into())),
             Err(StorageError::NotFound) => TakeStockResponse::NotFound(no_order()),
             Err(StorageError::OutOfStock { available }) => {
                 let detail = self.out_of_stock_detail(id, available).await;
@@ -471,7 +451,7 @@ impl<S: Storage> Handlers for StorageApi<S> {
 
     async fn return_stock(&self, id: uuid::Uuid) -> ReturnStockResponse {
         match self.storage.return_stock(OrderId(id)).await {
-            Ok(allocation) => ReturnStockResponse::Ok(Json(api_allocation(allocation))),
+            Ok(allocation) => ReturnStockResponse::Ok(Json(allocation.into())),
             Err(StorageError::NotFound) => ReturnStockResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => ReturnStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => ReturnStockResponse::BadRequest(refused(detail)),

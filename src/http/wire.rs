@@ -1,6 +1,8 @@
 //! Conversions between domain values and the types generated from the specs that more than
 //! one API writes alike, so that each is written once.
 
+use crate::domain::model::Quantity;
+
 /// Writes `From` between a domain enum and a generated enum with the same variants, in the
 /// directions an API needs: `<=>` both ways, `=>` from the domain to the wire, `<=` from the
 /// wire to the domain.
@@ -35,3 +37,45 @@ macro_rules! same_variants {
 }
 
 pub(crate) use same_variants;
+
+/// Writes `From<Order>` for a server's generated `Order` and `From<Page<Order>>` for its
+/// `OrderPage`. Both contracts describe an order alike; the fields named after the two types
+/// are those that only this contract has, copied as the domain holds them.
+macro_rules! order_to_wire {
+    ($order:ty, $page:ty $(, $extra:ident)* $(,)?) => {
+        impl From<$crate::domain::model::Order> for $order {
+            fn from(order: $crate::domain::model::Order) -> Self {
+                Self {
+                    id: order.id.0,
+                    book_id: order.book_id.to_string(),
+                    user_id: order.user_id.to_string(),
+                    quantity: $crate::http::wire::quantity(order.quantity),
+                    status: order.status.into(),
+                    reason: order.reason,
+                    $($extra: order.$extra,)*
+                    unit_price: order.unit_price.minor_units(),
+                    total_price: order.total_price.minor_units(),
+                    currency: order.currency.as_str().to_owned(),
+                    created_at: order.created_at,
+                    updated_at: order.updated_at,
+                }
+            }
+        }
+
+        impl From<$crate::domain::model::Page<$crate::domain::model::Order>> for $page {
+            fn from(page: $crate::domain::model::Page<$crate::domain::model::Order>) -> Self {
+                Self {
+                    items: page.items.into_iter().map(Into::into).collect(),
+                    next_cursor: page.next_cursor.map(|cursor| cursor.0),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use order_to_wire;
+
+/// Bounded to 1000 by `Quantity`, so the cast never truncates.
+pub fn quantity(quantity: Quantity) -> i32 {
+    quantity.get() as i32
+}
