@@ -8,13 +8,9 @@ use poem_openapi::payload::Json;
 
 use crate::{
     domain::{
-        model::{
-            BookId, Cursor, IdempotencyKey, OrderId, OrderQuery, OrderStatus, PageLimit, Quantity,
-            UserId,
-        },
+        model::{IdempotencyKey, OrderId, OrderStatus},
         orders::{
-            CancelOrderError, ListOrdersError, OrderRequest, OrderService, PlaceOrderError,
-            ReadOrderError,
+            CancelOrderError, ListOrdersError, OrderService, PlaceOrderError, ReadOrderError,
         },
         storage::Storage,
     },
@@ -30,7 +26,7 @@ use crate::{
 use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
-    wire::{order_to_wire, same_variants},
+    wire::{self, order_to_wire, same_variants},
 };
 
 /// How long readiness waits for the storage.
@@ -70,17 +66,6 @@ fn log_internal(err: &dyn std::error::Error) -> Json<ApiProblem> {
 same_variants!(OrderStatus => ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
 order_to_wire!(ApiOrder, OrderPage);
 
-fn order_request(body: CreateOrderRequest) -> Result<OrderRequest, Problem> {
-    Ok(OrderRequest {
-        book_id: BookId::parse(&body.book_id)
-            .map_err(|err| Problem::invalid_field("/bookId", err.0))?,
-        user_id: UserId::parse(&body.user_id)
-            .map_err(|err| Problem::invalid_field("/userId", err.0))?,
-        quantity: Quantity::new(body.quantity.into())
-            .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
-    })
-}
-
 fn up() -> Json<Health> {
     Json(Health {
         status: HealthStatus::Up,
@@ -93,7 +78,7 @@ impl<S: Storage> Handlers for OrdersApi<S> {
         idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> CreateOrderResponse {
-        let request = match order_request(body) {
+        let request = match wire::order_request(&body.book_id, &body.user_id, body.quantity) {
             Ok(request) => request,
             Err(problem) => return CreateOrderResponse::BadRequest(problem_body(problem)),
         };
@@ -228,19 +213,7 @@ impl<S: Storage> Handlers for OrdersApi<S> {
         limit: i32,
         cursor: Option<String>,
     ) -> ListUserOrdersResponse {
-        let query = UserId::parse(&user_id)
-            .map_err(|err| Problem::invalid_field("userId", err.0))
-            .and_then(|user_id| {
-                Ok(OrderQuery {
-                    user_id: Some(user_id),
-                    status: None,
-                    created_before: None,
-                    limit: PageLimit::new(limit.into())
-                        .map_err(|err| Problem::invalid_field("limit", err.0))?,
-                    cursor: cursor.map(Cursor),
-                })
-            });
-        let query = match query {
+        let query = match wire::order_query(Some(&user_id), limit, cursor) {
             Ok(query) => query,
             Err(problem) => return ListUserOrdersResponse::BadRequest(problem_body(problem)),
         };

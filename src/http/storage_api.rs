@@ -15,9 +15,8 @@ use poem_openapi::payload::Json;
 use crate::{
     domain::{
         model::{
-            AllocationState, Book, BookDetails, BookId, Currency, Cursor, Money, NewOrder, OrderId,
-            OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock, StockAllocation,
-            UserId,
+            AllocationState, Book, BookDetails, BookId, Currency, Money, NewOrder, OrderId,
+            OrderQuery, OrderStatus, StatusChange, Stock, StockAllocation,
         },
         orders::copies,
         storage::{Storage, StorageError},
@@ -130,13 +129,12 @@ fn book_details(body: BookInput) -> Result<BookDetails, Problem> {
 
 fn new_order(body: ApiNewOrder) -> Result<NewOrder, Problem> {
     // `status` can only be `pending`: the generated enum has no other value.
+    let request = wire::order_request(&body.book_id, &body.user_id, body.quantity)?;
     Ok(NewOrder {
         id: OrderId(body.order_id),
-        book_id: book_id(&body.book_id, "/bookId")?,
-        user_id: UserId::parse(&body.user_id)
-            .map_err(|err| Problem::invalid_field("/userId", err.0))?,
-        quantity: Quantity::new(body.quantity.into())
-            .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
+        book_id: request.book_id,
+        user_id: request.user_id,
+        quantity: request.quantity,
     })
 }
 
@@ -148,15 +146,9 @@ fn order_query(
     cursor: Option<String>,
 ) -> Result<OrderQuery, Problem> {
     Ok(OrderQuery {
-        user_id: user_id
-            .map(|id| UserId::parse(&id))
-            .transpose()
-            .map_err(|err| Problem::invalid_field("userId", err.0))?,
         status: status.map(Into::into),
         created_before,
-        limit: PageLimit::new(limit.into())
-            .map_err(|err| Problem::invalid_field("limit", err.0))?,
-        cursor: cursor.map(Cursor),
+        ..wire::order_query(user_id.as_deref(), limit, cursor)?
     })
 }
 

@@ -1,16 +1,22 @@
 //! Conversions between domain values and the types generated from the specs that more than
 //! one API writes alike, so that each is written once.
 
-use crate::domain::model::Quantity;
+use crate::domain::{
+    model::{BookId, Cursor, OrderQuery, PageLimit, Quantity, UserId},
+    orders::OrderRequest,
+};
+
+use super::problem::Problem;
 
 /// Writes `From` between a domain enum and a generated enum with the same variants, in the
 /// directions an API needs: `<=>` both ways, `=>` from the domain to the wire, `<=` from the
 /// wire to the domain.
 ///
-/// Each variant becomes the one of the same name, and every `match` it writes must be
-/// exhaustive: a variant left out of the list, or missing on either side, does not compile,
-/// and one listed twice is an unreachable arm, which the lints refuse. Both ways, the two
-/// impls are each other's inverse by construction, which leaves nothing for a test to find.
+/// Each variant becomes the one of the same name. A variant of the enum converted from that
+/// the list leaves out makes the `match` non-exhaustive, one that the other enum lacks is an
+/// unknown name, and one listed twice is an unreachable arm, which the lints refuse: so every
+/// impl is total, and with `<=>` the two are each other's inverse, with nothing left for a
+/// test to find.
 macro_rules! same_variants {
     ($domain:ident <=> $wire:ty: $($variant:ident),+ $(,)?) => {
         $crate::http::wire::same_variants!($domain => $wire: $($variant),+);
@@ -78,4 +84,35 @@ pub(crate) use order_to_wire;
 /// Bounded to 1000 by `Quantity`, so the cast never truncates.
 pub fn quantity(quantity: Quantity) -> i32 {
     quantity.get() as i32
+}
+
+/// The book, user and quantity of an order as both servers take them in a body: a purchase
+/// and the record of one. A value the domain refuses is a 400 that names its field.
+pub fn order_request(book_id: &str, user_id: &str, quantity: i32) -> Result<OrderRequest, Problem> {
+    Ok(OrderRequest {
+        book_id: BookId::parse(book_id).map_err(|err| Problem::invalid_field("/bookId", err.0))?,
+        user_id: UserId::parse(user_id).map_err(|err| Problem::invalid_field("/userId", err.0))?,
+        quantity: Quantity::new(quantity.into())
+            .map_err(|err| Problem::invalid_field("/quantity", err.0))?,
+    })
+}
+
+/// A page of orders as both servers' list operations ask for it: of one user or of all,
+/// with no other filter. A value the domain refuses is a 400 that names its parameter.
+pub fn order_query(
+    user_id: Option<&str>,
+    limit: i32,
+    cursor: Option<String>,
+) -> Result<OrderQuery, Problem> {
+    Ok(OrderQuery {
+        user_id: user_id
+            .map(UserId::parse)
+            .transpose()
+            .map_err(|err| Problem::invalid_field("userId", err.0))?,
+        status: None,
+        created_before: None,
+        limit: PageLimit::new(limit.into())
+            .map_err(|err| Problem::invalid_field("limit", err.0))?,
+        cursor: cursor.map(Cursor),
+    })
 }
