@@ -12,7 +12,7 @@ use std::{
 use chrono::Utc;
 
 use crate::{
-    domain::{orders::OrderService, storage::Storage},
+    domain::{orders::OrderService, storage::OrderStore},
     telemetry::ErrorChain,
 };
 
@@ -38,7 +38,7 @@ impl Default for RecoveryConfig {
 
 /// Scans for stuck orders every `config.period` until the service that `orders` belongs to
 /// is dropped, which is how the task ends with the server.
-pub async fn run<S: Storage>(orders: Weak<OrderService<S>>, config: RecoveryConfig) {
+pub async fn run<S: OrderStore>(orders: Weak<OrderService<S>>, config: RecoveryConfig) {
     // Replicas started together would otherwise scan in step, each racing the others for
     // the same orders.
     let first = config.period.mul_f64(fastrand::f64());
@@ -53,7 +53,7 @@ pub async fn run<S: Storage>(orders: Weak<OrderService<S>>, config: RecoveryConf
     }
 }
 
-async fn round<S: Storage>(orders: &Arc<OrderService<S>>, config: RecoveryConfig) {
+async fn round<S: OrderStore>(orders: &Arc<OrderService<S>>, config: RecoveryConfig) {
     let Ok(after) = chrono::Duration::from_std(config.after) else {
         return;
     };

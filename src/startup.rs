@@ -8,7 +8,7 @@ use crate::{
     config::{Config, StorageConfig},
     domain::{
         orders::OrderService,
-        storage::{Storage, StorageError},
+        storage::{OrderStore, StorageError},
     },
     generated::order_processor::server::{self as api, Problem as ApiProblem},
     http::{
@@ -45,13 +45,13 @@ pub struct Application {
 
 impl Application {
     /// The service over `storage`, with the default recovery settings.
-    pub async fn build<S: Storage>(storage: S, addr: SocketAddr) -> io::Result<Self> {
+    pub async fn build<S: OrderStore>(storage: S, addr: SocketAddr) -> io::Result<Self> {
         Self::build_with(storage, addr, RecoveryConfig::default()).await
     }
 
     /// The service over `storage`; its recovery task starts now and ends when the
     /// application is dropped or its server stops.
-    pub async fn build_with<S: Storage>(
+    pub async fn build_with<S: OrderStore>(
         storage: S,
         addr: SocketAddr,
         recovery: RecoveryConfig,

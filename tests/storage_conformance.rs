@@ -16,7 +16,7 @@ use order_processor::{
             AllocationState, Book, BookDetails, BookId, Currency, Cursor, Money, NewOrder, Order,
             OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock, UserId,
         },
-        storage::{Storage, StorageError},
+        storage::{Catalogue, OrderStore, StorageError},
     },
     storage::{
         postgres::{PostgresConfig, PostgresStore},
@@ -29,7 +29,7 @@ use postgres_server::PgServer;
 
 /// A fresh, empty store of one kind, and more handles on the same database.
 trait Fixture: Sized {
-    type Store: Storage + Clone;
+    type Store: OrderStore + Catalogue + Clone;
 
     async fn new() -> Self;
     fn store(&self) -> Self::Store;
@@ -150,11 +150,11 @@ async fn store_with_book<F: Fixture>(stock: i64) -> (F, F::Store) {
     (fixture, store)
 }
 
-async fn stock_of<S: Storage>(store: &S, id: &str) -> i64 {
+async fn stock_of<S: Catalogue>(store: &S, id: &str) -> i64 {
     store.book(&book_id(id)).await.unwrap().details.stock.get()
 }
 
-async fn place<S: Storage>(store: &S, quantity: i64) -> Order {
+async fn place<S: OrderStore>(store: &S, quantity: i64) -> Order {
     store
         .create_order(&new_order("book-1", "user-1", quantity))
         .await
@@ -564,7 +564,7 @@ async fn a_return_before_any_take_leaves_a_tombstone_that_a_late_take_cannot_pas
     assert_eq!(store.return_stock(order.id).await.unwrap(), tombstone);
 }
 
-async fn confirmed<S: Storage>(store: &S, quantity: i64) -> Order {
+async fn confirmed<S: OrderStore>(store: &S, quantity: i64) -> Order {
     let order = place(store, quantity).await;
     store.take_stock(order.id).await.unwrap();
     store

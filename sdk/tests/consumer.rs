@@ -19,7 +19,7 @@ use std::{
 use order_processor::{
     domain::{
         model::{Book, BookDetails, BookId, Currency, Money, Stock},
-        storage::Storage,
+        storage::{Catalogue, OrderStore},
     },
     http::server::Running,
     startup::Application,
@@ -76,7 +76,7 @@ async fn start() -> Service {
 }
 
 /// Starts an Order Processor over `storage`; it stops when the handle is dropped.
-async fn start_over<S: Storage>(storage: S) -> (Client, Running) {
+async fn start_over<S: OrderStore>(storage: S) -> (Client, Running) {
     let server = Application::build(storage, LOOPBACK)
         .await
         .expect("bind the order processor")

@@ -17,7 +17,7 @@ use std::{
 
 use order_processor::{
     config::{self, ConfigError},
-    domain::storage::Storage,
+    domain::storage::{Catalogue, OrderStore},
     http::{limits::ServerLimits, server, storage_api},
     storage::{
         postgres::{PostgresConfig, PostgresStore},
@@ -144,7 +144,7 @@ async fn serve<S: DemoSeed>(
 }
 
 /// The stores the binary can serve: each loads the demo catalogue its own way.
-trait DemoSeed: Storage {
+trait DemoSeed: OrderStore + Catalogue {
     async fn seed_demo_catalogue(&self) -> Result<bool, BoxError>;
 }
 

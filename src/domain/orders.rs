@@ -9,7 +9,7 @@ use super::model::{
     IdempotencyKey, NewOrder, Order, OrderId, OrderQuery, OrderStatus, Page, PageLimit,
     StatusChange,
 };
-use super::storage::{Storage, StorageError};
+use super::storage::{OrderStore, StorageError};
 use crate::telemetry::ErrorChain;
 
 /// A purchase that passed its checks.
@@ -133,7 +133,7 @@ pub struct OrderService<S> {
     storage: S,
 }
 
-impl<S: Storage> OrderService<S> {
+impl<S: OrderStore> OrderService<S> {
     pub fn new(storage: S) -> Self {
         Self { storage }
     }

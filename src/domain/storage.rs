@@ -1,6 +1,8 @@
-//! The storage port: what the order flow needs from the Storage Service. Three adapters
-//! implement it: the embedded SQLite store, the HTTP client of a remote Storage Service, and
-//! the PostgreSQL store that the reference Storage Service uses when replicas share a database.
+//! The storage port, in two parts by who uses them: [`OrderStore`], what the order flow needs
+//! from the Storage Service, and [`Catalogue`], the books themselves, which only the reference
+//! Storage Service serves and tests set up. Three adapters implement them: the embedded SQLite
+//! store, the HTTP client of a remote Storage Service, and the PostgreSQL store that the
+//! reference Storage Service uses when replicas share a database.
 
 use std::future::Future;
 
@@ -48,8 +50,10 @@ impl StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// The operations of `openapi/storage-service.yaml`, over domain types.
-pub trait Storage: Send + Sync + 'static {
+/// The operations of `openapi/storage-service.yaml` that the order flow calls, over domain
+/// types. An order never reads the catalogue: it records the book's price and takes its stock
+/// inside these operations, so that both are decided by the storage in one step.
+pub trait OrderStore: Send + Sync + 'static {
     /// Records a pending order at the book's current price; idempotent per order id.
     fn create_order(
         &self,
@@ -82,14 +86,24 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         id: OrderId,
     ) -> impl Future<Output = StorageResult<StockAllocation>> + Send;
+    /// Answers when the storage can serve requests.
+    fn ping(&self) -> impl Future<Output = StorageResult<()>> + Send;
+}
+
+/// The catalogue operations of `openapi/storage-service.yaml`: the books, their prices and
+/// their stock levels. Kept apart from [`OrderStore`] because the Order Processor never calls
+/// them: the reference Storage Service serves them, and tests set up and check books through
+/// them.
+pub trait Catalogue: Send + Sync + 'static {
     fn book(&self, id: &BookId) -> impl Future<Output = StorageResult<Book>> + Send;
+    /// Every book, by id.
     fn books(&self) -> impl Future<Output = StorageResult<Vec<Book>>> + Send;
+    /// Creates the book or replaces every detail of it, its stock included.
     fn put_book(&self, book: &Book) -> impl Future<Output = StorageResult<Book>> + Send;
+    /// Sets the book's stock to an absolute level; an unknown book is `NotFound`.
     fn set_stock(
         &self,
         id: &BookId,
         stock: Stock,
     ) -> impl Future<Output = StorageResult<Book>> + Send;
-    /// Answers when the storage can serve requests.
-    fn ping(&self) -> impl Future<Output = StorageResult<()>> + Send;
 }

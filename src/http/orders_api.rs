@@ -12,7 +12,7 @@ use crate::{
         orders::{
             CancelOrderError, ListOrdersError, OrderService, PlaceOrderError, ReadOrderError,
         },
-        storage::Storage,
+        storage::OrderStore,
     },
     generated::order_processor::server::{
         CancelOrderRequest, CancelOrderResponse, CreateOrderRequest, CreateOrderResponse,
@@ -72,7 +72,7 @@ fn up() -> Json<Health> {
     })
 }
 
-impl<S: Storage> Handlers for OrdersApi<S> {
+impl<S: OrderStore> Handlers for OrdersApi<S> {
     async fn create_order(
         &self,
         idempotency_key: Option<String>,

@@ -19,7 +19,7 @@ use crate::{
             OrderQuery, OrderStatus, StatusChange, Stock, StockAllocation,
         },
         orders::copies,
-        storage::{Storage, StorageError},
+        storage::{Catalogue, OrderStore, StorageError},
     },
     generated::storage_service::server::{
         self as api, AllocationState as ApiAllocationState, Book as ApiBook, BookInput, BookList,
@@ -57,14 +57,14 @@ impl<S> StorageApi<S> {
 
 /// The whole reference Storage Service over `storage`: its API, `/docs`, the spec, and the
 /// middleware both services share.
-pub fn app<S: Storage>(storage: Arc<S>) -> impl Endpoint<Output = Response> {
+pub fn app<S: OrderStore + Catalogue>(storage: Arc<S>) -> impl Endpoint<Output = Response> {
     server::app::<_, ApiProblem>(api::service(StorageApi::new(storage)))
 }
 
 /// Binds the reference Storage Service over `storage` to `addr` (port 0 picks a free port)
 /// and serves it on a Tokio task until [`Running::stop`] or drop. Must be called inside a
 /// Tokio runtime. Keep a clone of `storage` to seed or inspect the store directly.
-pub async fn spawn_reference_storage<S: Storage>(
+pub async fn spawn_reference_storage<S: OrderStore + Catalogue>(
     storage: Arc<S>,
     addr: SocketAddr,
 ) -> io::Result<Running> {
@@ -208,7 +208,7 @@ impl From<StockAllocation> for ApiStockAllocation {
     }
 }
 
-impl<S: Storage> StorageApi<S> {
+impl<S: OrderStore> StorageApi<S> {
     /// The detail of a 409 out-of-stock: what is available and what the order asked for. The
     /// port's error only carries the stock, so the order is read again for its book and
     /// quantity, which never change once recorded.
@@ -228,7 +228,7 @@ impl<S: Storage> StorageApi<S> {
     }
 }
 
-impl<S: Storage> Handlers for StorageApi<S> {
+impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
     async fn list_books(&self) -> ListBooksResponse {
         match self.storage.books().await {
             Ok(books) => ListBooksResponse::Ok(Json(BookList {

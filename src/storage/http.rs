@@ -10,7 +10,7 @@ use crate::domain::model::{
     Order, OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
     StockAllocation, UserId,
 };
-use crate::domain::storage::{Storage, StorageError, StorageResult};
+use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 use crate::generated::storage_service::client::{
     Client, Error as ClientError, ResponseValue, types,
 };
@@ -81,8 +81,8 @@ pub enum HttpStorageSetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// The [`Storage`] port implemented by a remote Storage Service. Clones share one connection
-/// pool and one circuit breaker.
+/// The storage port, [`OrderStore`] and [`Catalogue`], implemented by a remote Storage
+/// Service. Clones share one connection pool and one circuit breaker.
 #[derive(Debug, Clone)]
 pub struct HttpStorage {
     client: Client,
@@ -177,7 +177,7 @@ fn checked_base_url(base_url: &str) -> Result<String, HttpStorageSetupError> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-impl Storage for HttpStorage {
+impl OrderStore for HttpStorage {
     async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
         let body = new_order_to(order)?;
         let attempts = std::sync::atomic::AtomicU32::new(0);
@@ -326,6 +326,26 @@ impl Storage for HttpStorage {
         Ok(allocation)
     }
 
+    async fn ping(&self) -> StorageResult<()> {
+        // One attempt: a readiness check must report the service as it is now, and whoever
+        // probes readiness already probes again. It goes through the breaker, so that
+        // readiness fails while calls are held back, and serves as the probe that closes it.
+        let one = RetryPolicy {
+            attempts: 1,
+            ..self.retry
+        };
+        resilience::call("health", one, &self.breaker, || {
+            let answer = self.client.health().send();
+            async move { answer.await.map(|_| ()).map_err(|err| classify(err).into()) }
+        })
+        .await
+    }
+}
+
+/// The catalogue of a remote Storage Service, over the same client and through the same
+/// retries: the Order Processor never calls it, but a remote store stands in for an embedded
+/// one wherever books are read or set through the port.
+impl Catalogue for HttpStorage {
     async fn book(&self, id: &BookId) -> StorageResult<Book> {
         let path_id = book_id_to(id)?;
         let answer = self
@@ -384,21 +404,6 @@ impl Storage for HttpStorage {
         let book = book_from(answer.into_inner())?;
         same_book(id, &book.id)?;
         Ok(book)
-    }
-
-    async fn ping(&self) -> StorageResult<()> {
-        // One attempt: a readiness check must report the service as it is now, and whoever
-        // probes readiness already probes again. It goes through the breaker, so that
-        // readiness fails while calls are held back, and serves as the probe that closes it.
-        let one = RetryPolicy {
-            attempts: 1,
-            ..self.retry
-        };
-        resilience::call("health", one, &self.breaker, || {
-            let answer = self.client.health().send();
-            async move { answer.await.map(|_| ()).map_err(|err| classify(err).into()) }
-        })
-        .await
     }
 }
 

@@ -34,7 +34,7 @@ use crate::domain::model::{
     OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
     StockAllocation, UserId,
 };
-use crate::domain::storage::{Storage, StorageError, StorageResult};
+use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 
 use super::{cursor, demo};
 
@@ -970,7 +970,7 @@ async fn set_stock(client: &Object, id: &BookId, stock: Stock) -> Result<Book, O
     book_from_row(&row)
 }
 
-impl Storage for PostgresStore {
+impl OrderStore for PostgresStore {
     async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
         let client = self.client().await?;
         Ok(create_order(&client, order).await?)
@@ -1006,6 +1006,14 @@ impl Storage for PostgresStore {
         Ok(cancel_order(&mut client, id, reason).await?)
     }
 
+    async fn ping(&self) -> StorageResult<()> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+impl Catalogue for PostgresStore {
     async fn book(&self, id: &BookId) -> StorageResult<Book> {
         let client = self.client().await?;
         Ok(book(&client, id).await?)
@@ -1024,12 +1032,6 @@ impl Storage for PostgresStore {
     async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
         let client = self.client().await?;
         Ok(set_stock(&client, id, stock).await?)
-    }
-
-    async fn ping(&self) -> StorageResult<()> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(classify)?;
-        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ use crate::domain::model::{
     OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
     StockAllocation, UserId,
 };
-use crate::domain::storage::{Storage, StorageError, StorageResult};
+use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 
 use super::{cursor, demo};
 
@@ -812,7 +812,7 @@ fn return_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, O
     Ok(allocation)
 }
 
-impl Storage for SqliteStore {
+impl OrderStore for SqliteStore {
     async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
         let order = order.clone();
         self.run(move |conn| create_order(conn, &order)).await
@@ -847,6 +847,16 @@ impl Storage for SqliteStore {
         self.run(move |conn| return_stock(conn, id)).await
     }
 
+    async fn ping(&self) -> StorageResult<()> {
+        self.run(|conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Catalogue for SqliteStore {
     async fn book(&self, id: &BookId) -> StorageResult<Book> {
         let id = id.clone();
         self.run(move |conn| {
@@ -912,14 +922,6 @@ impl Storage for SqliteStore {
             .query_row(params![id.as_str(), stock.get()], book_from_row)
             .optional()?
             .ok_or_else(not_found)
-        })
-        .await
-    }
-
-    async fn ping(&self) -> StorageResult<()> {
-        self.run(|conn| {
-            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?;
-            Ok(())
         })
         .await
     }

@@ -391,7 +391,7 @@ async fn recovery_finishes_orders_whose_stock_was_never_taken_by_taking_it_or_re
 async fn the_embedded_store_recovers_its_pending_orders_too() {
     use order_processor::domain::{
         model::{BookId, NewOrder, OrderId, Quantity, UserId},
-        storage::Storage,
+        storage::OrderStore,
     };
     let app = spawn_app(Backend::Embedded).await;
     app.add_book("book-1", 2).await;

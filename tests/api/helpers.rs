@@ -12,7 +12,7 @@ use order_processor::{
             Book, BookDetails, BookId, Currency, Money, NewOrder, Order, OrderId, OrderQuery, Page,
             Recorded, StatusChange, Stock, StockAllocation,
         },
-        storage::{Storage, StorageResult},
+        storage::{Catalogue, OrderStore, StorageResult},
     },
     http::{server::Running, storage_api::spawn_reference_storage},
     startup::Application,
@@ -124,7 +124,9 @@ macro_rules! on_store {
     };
 }
 
-impl Storage for TestStore {
+/// The embedded backend runs the Order Processor on this store, and the remote ones serve it
+/// through the reference Storage Service.
+impl OrderStore for TestStore {
     async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
         on_store!(self, store => store.create_order(order))
     }
@@ -146,6 +148,14 @@ impl Storage for TestStore {
     async fn return_stock(&self, id: OrderId) -> StorageResult<StockAllocation> {
         on_store!(self, store => store.return_stock(id))
     }
+    async fn ping(&self) -> StorageResult<()> {
+        on_store!(self, store => store.ping())
+    }
+}
+
+/// Books are set up and checked through the store on every backend, and the reference
+/// Storage Service serves them from it.
+impl Catalogue for TestStore {
     async fn book(&self, id: &BookId) -> StorageResult<Book> {
         on_store!(self, store => store.book(id))
     }
@@ -158,13 +168,10 @@ impl Storage for TestStore {
     async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
         on_store!(self, store => store.set_stock(id, stock))
     }
-    async fn ping(&self) -> StorageResult<()> {
-        on_store!(self, store => store.ping())
-    }
 }
 
 /// Starts an Order Processor over `storage`; it stops when the handle is dropped.
-pub async fn spawn_order_processor<S: Storage>(storage: S) -> Running {
+pub async fn spawn_order_processor<S: OrderStore>(storage: S) -> Running {
     Application::build(storage, LOOPBACK)
         .await
         .expect("bind the order processor")

@@ -18,7 +18,7 @@ use order_processor::{
             BookDetails, BookId, Currency, Money, OrderId, OrderQuery, OrderStatus, PageLimit,
             Stock,
         },
-        storage::Storage,
+        storage::{Catalogue, OrderStore},
     },
     http::{
         server::{Running, Server},

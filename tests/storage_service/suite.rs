@@ -21,7 +21,7 @@ use order_processor::{
             Book, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange,
             Stock, StockAllocation,
         },
-        storage::{Storage, StorageError, StorageResult},
+        storage::{Catalogue, OrderStore, StorageError, StorageResult},
     },
     generated::storage_service::client::{Client, Error, ResponseValue, types},
     http::{server::Running, storage_api::spawn_reference_storage},
@@ -161,7 +161,7 @@ async fn start() -> Service {
     start_over(Arc::new(store), guard).await
 }
 
-async fn start_over<S: Storage>(storage: Arc<S>, guard: Guard) -> Service {
+async fn start_over<S: OrderStore + Catalogue>(storage: Arc<S>, guard: Guard) -> Service {
     let server = spawn_reference_storage(storage, LOOPBACK)
         .await
         .expect("start the reference Storage Service");
@@ -326,7 +326,7 @@ impl Breakable {
     }
 }
 
-impl Storage for Breakable {
+impl OrderStore for Breakable {
     async fn create_order(&self, order: &NewOrder) -> StorageResult<Recorded> {
         self.check()?;
         self.inner.create_order(order).await
@@ -355,6 +355,16 @@ impl Storage for Breakable {
         self.check()?;
         self.inner.return_stock(id).await
     }
+    async fn ping(&self) -> StorageResult<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable(SECRET.into()));
+        }
+        self.inner.ping().await
+    }
+}
+
+/// Breaks the catalogue too: every operation of the service must answer its failure alike.
+impl Catalogue for Breakable {
     async fn book(&self, id: &BookId) -> StorageResult<Book> {
         self.check()?;
         self.inner.book(id).await
@@ -370,12 +380,6 @@ impl Storage for Breakable {
     async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
         self.check()?;
         self.inner.set_stock(id, stock).await
-    }
-    async fn ping(&self) -> StorageResult<()> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(StorageError::Unavailable(SECRET.into()));
-        }
-        self.inner.ping().await
     }
 }
 
