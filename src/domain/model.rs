@@ -355,6 +355,25 @@ pub enum AllocationState {
     Refused,
 }
 
+impl AllocationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Returned => "returned",
+            Self::Refused => "refused",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        match value {
+            "held" => Ok(Self::Held),
+            "returned" => Ok(Self::Returned),
+            "refused" => Ok(Self::Refused),
+            other => Err(InvalidValue(format!("unknown allocation state {other:?}"))),
+        }
+    }
+}
+
 /// The stock an order took, and the book's stock after the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockAllocation {
@@ -477,5 +496,22 @@ mod tests {
         assert!(!OrderStatus::Confirmed.can_become(OrderStatus::Failed));
         assert!(!OrderStatus::Pending.can_become(OrderStatus::Cancelled));
         assert!(!OrderStatus::Confirmed.can_become(OrderStatus::Cancelled));
+    }
+
+    #[test]
+    fn statuses_and_allocation_states_read_back_from_their_text() {
+        use OrderStatus::*;
+        for status in [Pending, Confirmed, Rejected, Failed, Cancelled] {
+            assert_eq!(OrderStatus::parse(status.as_str()), Ok(status));
+        }
+        for state in [
+            AllocationState::Held,
+            AllocationState::Returned,
+            AllocationState::Refused,
+        ] {
+            assert_eq!(AllocationState::parse(state.as_str()), Ok(state));
+        }
+        assert!(OrderStatus::parse("Pending").is_err());
+        assert!(AllocationState::parse("taken").is_err());
     }
 }

@@ -5,4 +5,5 @@ mod demo;
 pub mod http;
 pub mod postgres;
 pub mod resilience;
+mod sql;
 pub mod sqlite;

@@ -36,6 +36,7 @@ use crate::domain::model::{
 };
 use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 
+use super::sql::{self, DatabaseError, conflict, not_found};
 use super::{cursor, demo};
 
 /// Connections a store keeps at most (`DATABASE_POOL_SIZE`). Each replica has its own pool,
@@ -290,19 +291,7 @@ async fn migrate(client: &mut Object) -> Result<(), OpError> {
         )
         .await?
         .try_get(0)?;
-    let known = MIGRATIONS.len();
-    let done = usize::try_from(done)
-        .ok()
-        .filter(|done| *done <= known)
-        .ok_or_else(|| {
-            StorageError::Failed(
-                format!(
-                    "the database has schema version {done}, this build knows up to {known}: \
-                     it was written by a newer build, or is not this service's"
-                )
-                .into(),
-            )
-        })?;
+    let done = sql::steps_done(done.into(), MIGRATIONS.len())?;
     for (step, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         tx.batch_execute(sql).await?;
         // `step` indexes a small constant table: it always fits.
@@ -317,57 +306,24 @@ async fn migrate(client: &mut Object) -> Result<(), OpError> {
     Ok(())
 }
 
-/// What an operation can fail with: a PostgreSQL error, classified only at the end, or an
-/// answer of the port.
-enum OpError {
-    Sql(tokio_postgres::Error),
-    Storage(StorageError),
-}
-
-impl From<tokio_postgres::Error> for OpError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Sql(e)
-    }
-}
-
-impl From<StorageError> for OpError {
-    fn from(e: StorageError) -> Self {
-        Self::Storage(e)
-    }
-}
-
-/// A stored value that breaks the domain's rules: the database was changed behind the store.
-impl From<InvalidValue> for OpError {
-    fn from(e: InvalidValue) -> Self {
-        Self::Storage(StorageError::Failed(
-            format!("a stored record breaks its rules: {e}").into(),
-        ))
-    }
-}
-
-impl From<OpError> for StorageError {
-    fn from(e: OpError) -> Self {
-        match e {
-            OpError::Sql(e) => classify(e),
-            OpError::Storage(e) => e,
-        }
-    }
-}
+type OpError = sql::OpError<tokio_postgres::Error>;
 
 /// Whether trying again can help: the server is gone, restarting, out of connections, or
 /// chose this transaction as a deadlock or serialization victim. Anything else (a broken
 /// constraint, a missing table, a type mismatch, bad credentials) is a bug or a
 /// misconfiguration, which a retry does not mend.
-fn classify(e: tokio_postgres::Error) -> StorageError {
-    let transient = match e.code() {
-        Some(code) => is_transient(code),
-        // No SQLSTATE: the connection broke, timed out or could not be made.
-        None => e.is_closed() || has_io_source(&e),
-    };
-    if transient {
-        StorageError::Unavailable(Box::new(e))
-    } else {
-        StorageError::Failed(Box::new(e))
+impl DatabaseError for tokio_postgres::Error {
+    fn classify(self) -> StorageError {
+        let transient = match self.code() {
+            Some(code) => is_transient(code),
+            // No SQLSTATE: the connection broke, timed out or could not be made.
+            None => self.is_closed() || has_io_source(&self),
+        };
+        if transient {
+            StorageError::Unavailable(Box::new(self))
+        } else {
+            StorageError::Failed(Box::new(self))
+        }
     }
 }
 
@@ -401,20 +357,12 @@ fn has_io_source(e: &tokio_postgres::Error) -> bool {
 /// No free connection in time, or none could be made: the database is busy or away.
 fn classify_pool(e: PoolError) -> StorageError {
     match e {
-        PoolError::Backend(e) => classify(e),
+        PoolError::Backend(e) => e.classify(),
         PoolError::Timeout(_) | PoolError::Closed => StorageError::Unavailable(Box::new(e)),
         PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
             StorageError::Failed(Box::new(e))
         }
     }
-}
-
-fn not_found() -> OpError {
-    StorageError::NotFound.into()
-}
-
-fn conflict(message: String) -> OpError {
-    StorageError::Conflict(message).into()
 }
 
 /// Reads column `idx` and checks it with the domain's own parser, so that a record read back
@@ -428,23 +376,6 @@ where
     T: tokio_postgres::types::FromSql<'a>,
 {
     Ok(parse(row.try_get(idx)?)?)
-}
-
-fn allocation_state(value: &str) -> Result<AllocationState, InvalidValue> {
-    match value {
-        "held" => Ok(AllocationState::Held),
-        "returned" => Ok(AllocationState::Returned),
-        "refused" => Ok(AllocationState::Refused),
-        other => Err(InvalidValue(format!("unknown allocation state {other:?}"))),
-    }
-}
-
-fn state_name(state: AllocationState) -> &'static str {
-    match state {
-        AllocationState::Held => "held",
-        AllocationState::Returned => "returned",
-        AllocationState::Refused => "refused",
-    }
 }
 
 /// A row of `BOOK_COLUMNS`.
@@ -519,7 +450,7 @@ async fn select_allocation(
         order_id: OrderId(row.try_get(0)?),
         book_id: checked(&row, 1, BookId::parse)?,
         quantity: checked(&row, 2, |q: i32| Quantity::new(q.into()))?,
-        state: checked(&row, 3, allocation_state)?,
+        state: checked(&row, 3, AllocationState::parse)?,
         book_stock: checked(&row, 4, Stock::new)?,
     }))
 }
@@ -551,7 +482,7 @@ async fn insert_allocation(
                 &order.id.0,
                 &order.book_id.as_str(),
                 &quantity_param(order.quantity),
-                &state_name(state),
+                &state.as_str(),
             ],
         )
         .await?;
@@ -978,7 +909,9 @@ impl OrderStore for PostgresStore {
 
     async fn order(&self, id: OrderId) -> StorageResult<Order> {
         let client = self.client().await?;
-        Ok(select_order(&client, id, "").await?.ok_or_else(not_found)?)
+        select_order(&client, id, "")
+            .await?
+            .ok_or(StorageError::NotFound)
     }
 
     async fn orders(&self, query: &OrderQuery) -> StorageResult<Page<Order>> {
@@ -1008,7 +941,10 @@ impl OrderStore for PostgresStore {
 
     async fn ping(&self) -> StorageResult<()> {
         let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(classify)?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(DatabaseError::classify)?;
         Ok(())
     }
 }

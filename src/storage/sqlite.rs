@@ -19,6 +19,7 @@ use crate::domain::model::{
 };
 use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 
+use super::sql::{self, DatabaseError, conflict, not_found};
 use super::{cursor, demo};
 
 /// How long a statement waits for another connection's write lock before the call fails as
@@ -148,7 +149,7 @@ impl SqliteStore {
                 StorageError::Failed(format!("cannot create {}: {e}", parent.display()).into())
             })?;
         }
-        let opening = |e: rusqlite::Error| match classify(e) {
+        let opening = |e: rusqlite::Error| match e.classify() {
             StorageError::Failed(e) => StorageError::Failed(
                 format!("cannot open the SQLite database {}: {e}", path.display()).into(),
             ),
@@ -157,8 +158,8 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(opening)?;
         configure(&mut conn).map_err(opening)?;
         migrate(&mut conn).map_err(|e| match e {
-            OpError::Sql(e) => opening(e),
-            OpError::Storage(e) => e,
+            sql::OpError::Database(e) => opening(e),
+            sql::OpError::Storage(e) => e,
         })?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -245,18 +246,7 @@ fn migrate(conn: &mut Connection) -> Result<(), OpError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let known = MIGRATIONS.len();
-    let done = usize::try_from(version)
-        .ok()
-        .filter(|done| *done <= known)
-        .ok_or_else(|| {
-            StorageError::Failed(
-                format!(
-                    "the database has schema version {version}, this build knows up to \
-                     {known}: it was written by a newer build, or is not this service's"
-                )
-                .into(),
-            )
-        })?;
+    let done = sql::steps_done(version, known)?;
     if done == known {
         return Ok(());
     }
@@ -295,60 +285,19 @@ fn apply(conn: &mut Connection, done: usize, known: usize) -> Result<(), OpError
     Ok(())
 }
 
-/// What an operation on the connection can fail with: a SQLite error, classified only at
-/// the end, or an answer of the port.
-enum OpError {
-    Sql(rusqlite::Error),
-    Storage(StorageError),
-}
-
-impl From<rusqlite::Error> for OpError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Sql(e)
-    }
-}
-
-impl From<StorageError> for OpError {
-    fn from(e: StorageError) -> Self {
-        Self::Storage(e)
-    }
-}
-
-/// A stored value that breaks the domain's rules: the file was changed behind the store.
-impl From<InvalidValue> for OpError {
-    fn from(e: InvalidValue) -> Self {
-        Self::Storage(StorageError::Failed(
-            format!("a stored record breaks its rules: {e}").into(),
-        ))
-    }
-}
-
-impl From<OpError> for StorageError {
-    fn from(e: OpError) -> Self {
-        match e {
-            OpError::Sql(e) => classify(e),
-            OpError::Storage(e) => e,
-        }
-    }
-}
+type OpError = sql::OpError<rusqlite::Error>;
 
 /// Busy and locked mean another connection holds the file for now: worth a retry. Anything
 /// else from SQLite is a bug, a broken file or a full disk, which a retry does not mend.
-fn classify(e: rusqlite::Error) -> StorageError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StorageError::Unavailable(Box::new(e))
+impl DatabaseError for rusqlite::Error {
+    fn classify(self) -> StorageError {
+        match self.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StorageError::Unavailable(Box::new(self))
+            }
+            _ => StorageError::Failed(Box::new(self)),
         }
-        _ => StorageError::Failed(Box::new(e)),
     }
-}
-
-fn not_found() -> OpError {
-    StorageError::NotFound.into()
-}
-
-fn conflict(message: String) -> OpError {
-    StorageError::Conflict(message).into()
 }
 
 fn now_micros() -> i64 {
@@ -388,23 +337,6 @@ fn order_id(value: String) -> Result<OrderId, InvalidValue> {
     Uuid::parse_str(&value)
         .map(OrderId)
         .map_err(|e| InvalidValue(format!("order id {value:?}: {e}")))
-}
-
-fn allocation_state(value: String) -> Result<AllocationState, InvalidValue> {
-    match value.as_str() {
-        "held" => Ok(AllocationState::Held),
-        "returned" => Ok(AllocationState::Returned),
-        "refused" => Ok(AllocationState::Refused),
-        other => Err(InvalidValue(format!("unknown allocation state {other:?}"))),
-    }
-}
-
-fn state_name(state: AllocationState) -> &'static str {
-    match state {
-        AllocationState::Held => "held",
-        AllocationState::Returned => "returned",
-        AllocationState::Refused => "refused",
-    }
 }
 
 /// A row of `BOOK_COLUMNS`.
@@ -456,7 +388,7 @@ fn select_allocation(conn: &Connection, key: &str) -> rusqlite::Result<Option<St
             order_id: checked(row, 0, order_id)?,
             book_id: checked(row, 1, |v: String| BookId::parse(&v))?,
             quantity: checked(row, 2, Quantity::new)?,
-            state: checked(row, 3, allocation_state)?,
+            state: checked(row, 3, |v: String| AllocationState::parse(&v))?,
             book_stock: checked(row, 4, Stock::new)?,
         })
     })
@@ -484,7 +416,7 @@ fn insert_allocation(
         order_key(order.id),
         order.book_id.as_str(),
         order.quantity.get(),
-        state_name(state)
+        state.as_str()
     ])?;
     Ok(())
 }
@@ -1117,15 +1049,15 @@ mod tests {
     fn busy_and_locked_databases_are_retryable_and_other_errors_are_not() {
         for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
             let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
-            assert!(classify(e).is_retryable());
+            assert!(e.classify().is_retryable());
         }
         let e = rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
             None,
         );
-        assert!(matches!(classify(e), StorageError::Failed(_)));
+        assert!(matches!(e.classify(), StorageError::Failed(_)));
         assert!(matches!(
-            classify(rusqlite::Error::QueryReturnedNoRows),
+            rusqlite::Error::QueryReturnedNoRows.classify(),
             StorageError::Failed(_)
         ));
     }
