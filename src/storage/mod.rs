@@ -5,5 +5,6 @@ mod demo;
 pub mod http;
 pub mod postgres;
 pub mod resilience;
+mod rules;
 mod sql;
 pub mod sqlite;

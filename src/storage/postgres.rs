@@ -36,6 +36,7 @@ use crate::domain::model::{
 };
 use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 
+use super::rules;
 use super::sql::{self, DatabaseError, conflict, not_found};
 use super::{cursor, demo};
 
@@ -607,18 +608,8 @@ async fn change_status(
     id: OrderId,
     change: &StatusChange,
 ) -> Result<Order, OpError> {
-    if !change.from.can_become(change.to) {
-        return Err(StorageError::Refused(format!(
-            "an order cannot move from {} to {}",
-            change.from.as_str(),
-            change.to.as_str()
-        ))
-        .into());
-    }
-    let reason = match change.to {
-        OrderStatus::Confirmed => None,
-        _ => change.reason.as_deref(),
-    };
+    rules::check_change(change)?;
+    let reason = rules::stored_reason(change);
     let stmt = client
         .prepare_cached(&format!(
             "UPDATE orders SET status = $2, reason = $3, updated_at = now()
@@ -636,21 +627,8 @@ async fn change_status(
         return order_from_row(&row);
     }
     let current = select_order(client, id, "").await?.ok_or_else(not_found)?;
-    // Only pending moves, so an order already in `to` made this very change before: a retry
-    // answers as the first call did.
-    if current.status == change.to {
-        return Ok(current);
-    }
-    if current.status != change.from {
-        return Err(conflict(format!(
-            "order {id} is {}, not {}",
-            current.status.as_str(),
-            change.from.as_str()
-        )));
-    }
-    Err(conflict(format!(
-        "order {id} does not hold its stock, so it cannot be confirmed"
-    )))
+    rules::settled_change(id, current, change)?
+        .ok_or_else(|| conflict(format!("order {id} changed while its status was being set")))
 }
 
 async fn take_stock(client: &mut Object, id: OrderId) -> Result<StockAllocation, OpError> {
@@ -660,27 +638,8 @@ async fn take_stock(client: &mut Object, id: OrderId) -> Result<StockAllocation,
     let order = select_order(&tx, id, "FOR NO KEY UPDATE")
         .await?
         .ok_or_else(not_found)?;
-    match select_allocation(&tx, id).await? {
-        Some(held) if held.state == AllocationState::Held => return Ok(held),
-        // The first refusal stands, whatever the stock has become since.
-        Some(refused) if refused.state == AllocationState::Refused => {
-            return Err(StorageError::OutOfStock {
-                available: Some(refused.book_stock.get()),
-            }
-            .into());
-        }
-        Some(_) => {
-            return Err(conflict(format!(
-                "order {id} has given its stock back and cannot take it again"
-            )));
-        }
-        None => {}
-    }
-    if order.status != OrderStatus::Pending {
-        return Err(conflict(format!(
-            "order {id} is {}; only a pending order takes stock",
-            order.status.as_str()
-        )));
+    if let Some(held) = rules::settled_take(&order, select_allocation(&tx, id).await?)? {
+        return Ok(held);
     }
     // Check and decrement in one statement under the book's row lock: the database decides
     // on the committed stock whether there is enough, whichever replica asks.
@@ -699,10 +658,7 @@ async fn take_stock(client: &mut Object, id: OrderId) -> Result<StockAllocation,
         insert_allocation(&tx, &order, AllocationState::Refused).await?;
         let available = book_stock(&tx, &order.book_id).await?.get();
         tx.commit().await?;
-        return Err(StorageError::OutOfStock {
-            available: Some(available),
-        }
-        .into());
+        return Err(rules::out_of_stock(available).into());
     };
     let book_stock = checked(&row, 0, Stock::new)?;
     insert_allocation(&tx, &order, AllocationState::Held).await?;
@@ -729,22 +685,10 @@ async fn cancel_order(
     let order = select_order(&tx, id, "FOR NO KEY UPDATE")
         .await?
         .ok_or_else(not_found)?;
-    match order.status {
-        OrderStatus::Cancelled => return Ok(order),
-        OrderStatus::Confirmed => {}
-        other => {
-            return Err(conflict(format!(
-                "order {id} is {}; only a confirmed order can be cancelled",
-                other.as_str()
-            )));
-        }
+    if !rules::is_to_cancel(&order)? {
+        return Ok(order);
     }
-    let held = select_allocation(&tx, id)
-        .await?
-        .filter(|allocation| allocation.state == AllocationState::Held)
-        .ok_or_else(|| {
-            StorageError::Failed(format!("confirmed order {id} holds no stock").into())
-        })?;
+    let held = rules::held_by_confirmed(id, select_allocation(&tx, id).await?)?;
     let give_back = tx
         .prepare_cached("UPDATE books SET stock = stock + $2 WHERE id = $1")
         .await?;
@@ -781,11 +725,7 @@ async fn return_stock(client: &mut Object, id: OrderId) -> Result<StockAllocatio
     let order = select_order(&tx, id, "FOR NO KEY UPDATE")
         .await?
         .ok_or_else(not_found)?;
-    if order.status == OrderStatus::Confirmed {
-        return Err(conflict(format!(
-            "order {id} is confirmed and keeps its stock"
-        )));
-    }
+    rules::check_returnable(&order)?;
     let allocation = match select_allocation(&tx, id).await? {
         Some(closed) if closed.state != AllocationState::Held => return Ok(closed),
         Some(held) => {

@@ -19,6 +19,7 @@ use crate::domain::model::{
 };
 use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
 
+use super::rules;
 use super::sql::{self, DatabaseError, conflict, not_found};
 use super::{cursor, demo};
 
@@ -535,38 +536,13 @@ fn change_status(
     id: OrderId,
     change: &StatusChange,
 ) -> Result<Order, OpError> {
-    if !change.from.can_become(change.to) {
-        return Err(StorageError::Refused(format!(
-            "an order cannot move from {} to {}",
-            change.from.as_str(),
-            change.to.as_str()
-        ))
-        .into());
-    }
+    rules::check_change(change)?;
     let key = order_key(id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current = select_order(&tx, &key)?.ok_or_else(not_found)?;
-    // Only `from` can become `to`, and only pending moves: an order already in `to` made
-    // this very change before, so a retry answers as the first call did.
-    if current.status == change.to {
-        return Ok(current);
+    if let Some(settled) = rules::settled_change(id, current, change)? {
+        return Ok(settled);
     }
-    if current.status != change.from {
-        return Err(conflict(format!(
-            "order {id} is {}, not {}",
-            current.status.as_str(),
-            change.from.as_str()
-        )));
-    }
-    if change.to == OrderStatus::Confirmed && !current.stock_held {
-        return Err(conflict(format!(
-            "order {id} does not hold its stock, so it cannot be confirmed"
-        )));
-    }
-    let reason = match change.to {
-        OrderStatus::Confirmed => None,
-        _ => change.reason.as_deref(),
-    };
     // The conditions repeat the checks above in the database, so that the rule holds even
     // if this function is ever called outside its transaction.
     let updated = tx
@@ -579,7 +555,7 @@ fn change_status(
             params![
                 key,
                 change.to.as_str(),
-                reason,
+                rules::stored_reason(change),
                 now_micros(),
                 change.from.as_str()
             ],
@@ -596,27 +572,8 @@ fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpE
     let key = order_key(id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
-    match select_allocation(&tx, &key)? {
-        Some(held) if held.state == AllocationState::Held => return Ok(held),
-        // The first refusal stands, whatever the stock has become since.
-        Some(refused) if refused.state == AllocationState::Refused => {
-            return Err(StorageError::OutOfStock {
-                available: Some(refused.book_stock.get()),
-            }
-            .into());
-        }
-        Some(_) => {
-            return Err(conflict(format!(
-                "order {id} has given its stock back and cannot take it again"
-            )));
-        }
-        None => {}
-    }
-    if order.status != OrderStatus::Pending {
-        return Err(conflict(format!(
-            "order {id} is {}; only a pending order takes stock",
-            order.status.as_str()
-        )));
+    if let Some(held) = rules::settled_take(&order, select_allocation(&tx, &key)?)? {
+        return Ok(held);
     }
     // Check and decrement in one statement: the database, not this process, decides
     // whether there is enough, so no reader of an older stock level can oversell.
@@ -633,10 +590,7 @@ fn take_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, OpE
         insert_allocation(&tx, &order, AllocationState::Refused)?;
         let available = book_stock(&tx, &order.book_id)?.get();
         tx.commit()?;
-        return Err(StorageError::OutOfStock {
-            available: Some(available),
-        }
-        .into());
+        return Err(rules::out_of_stock(available).into());
     };
     insert_allocation(&tx, &order, AllocationState::Held)?;
     set_stock_held(&tx, &key, true)?;
@@ -683,21 +637,10 @@ fn cancel_order(
     let key = order_key(id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
-    match order.status {
-        OrderStatus::Cancelled => return Ok(order),
-        OrderStatus::Confirmed => {}
-        other => {
-            return Err(conflict(format!(
-                "order {id} is {}; only a confirmed order can be cancelled",
-                other.as_str()
-            )));
-        }
+    if !rules::is_to_cancel(&order)? {
+        return Ok(order);
     }
-    let held = select_allocation(&tx, &key)?
-        .filter(|allocation| allocation.state == AllocationState::Held)
-        .ok_or_else(|| {
-            StorageError::Failed(format!("confirmed order {id} holds no stock").into())
-        })?;
+    let held = rules::held_by_confirmed(id, select_allocation(&tx, &key)?)?;
     give_back(&tx, &key, held)?;
     let cancelled = tx
         .prepare_cached(&format!(
@@ -715,11 +658,7 @@ fn return_stock(conn: &mut Connection, id: OrderId) -> Result<StockAllocation, O
     let key = order_key(id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let order = select_order(&tx, &key)?.ok_or_else(not_found)?;
-    if order.status == OrderStatus::Confirmed {
-        return Err(conflict(format!(
-            "order {id} is confirmed and keeps its stock"
-        )));
-    }
+    rules::check_returnable(&order)?;
     let allocation = match select_allocation(&tx, &key)? {
         Some(closed) if closed.state != AllocationState::Held => return Ok(closed),
         Some(held) => {
