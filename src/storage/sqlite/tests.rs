@@ -1,0 +1,261 @@
+//! What only the SQLite store has to show: its file, its schema steps, its locking.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode};
+use uuid::Uuid;
+
+use crate::domain::model::{
+    Book, BookDetails, BookId, Currency, Money, NewOrder, Order, OrderId, OrderQuery, OrderStatus,
+    PageLimit, Quantity, Stock, UserId,
+};
+use crate::domain::storage::{Catalogue, OrderStore, StorageError};
+
+use super::schema::{BUSY_TIMEOUT, MIGRATIONS};
+use super::{OpError, SqliteStore};
+use crate::storage::sql::DatabaseError;
+
+/// A directory of its own under the system's temp dir, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("sqlite-store-test-{}", Uuid::new_v4())))
+    }
+
+    /// A database path two directories down, so that `open` has to create them.
+    fn db(&self) -> PathBuf {
+        self.0.join("data").join("orders.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn book_id(id: &str) -> BookId {
+    BookId::parse(id).unwrap()
+}
+
+fn book(id: &str, price: i64, stock: i64) -> Book {
+    BookDetails {
+        title: format!("Title of {id}"),
+        author: "An Author".to_owned(),
+        price: Money::new(price).unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+        stock: Stock::new(stock).unwrap(),
+    }
+    .with_id(book_id(id))
+}
+
+fn new_order(book: &str, user: &str, quantity: i64) -> NewOrder {
+    NewOrder {
+        id: OrderId::generate(),
+        book_id: book_id(book),
+        user_id: UserId::parse(user).unwrap(),
+        quantity: Quantity::new(quantity).unwrap(),
+    }
+}
+
+/// A store on a fresh file with `book-1` at 12.50 EUR and `stock` copies.
+async fn store_with_book(stock: i64) -> (TempDir, SqliteStore) {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.db()).unwrap();
+    store.put_book(&book("book-1", 1250, stock)).await.unwrap();
+    (dir, store)
+}
+
+async fn stock_of(store: &SqliteStore, id: &str) -> i64 {
+    store.book(&book_id(id)).await.unwrap().details.stock.get()
+}
+
+async fn place(store: &SqliteStore, quantity: i64) -> Order {
+    store
+        .create_order(&new_order("book-1", "user-1", quantity))
+        .await
+        .unwrap()
+        .order
+}
+
+#[tokio::test]
+async fn open_creates_the_directories_and_puts_the_file_in_wal_mode() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.db()).unwrap();
+    assert!(dir.db().exists());
+    store.ping().await.unwrap();
+    let raw = Connection::open(dir.db()).unwrap();
+    let mode: String = raw
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn migrations_can_run_again_on_the_same_file_and_keep_its_data() {
+    let dir = TempDir::new();
+    let first = SqliteStore::open(&dir.db()).unwrap();
+    first.put_book(&book("book-1", 1250, 4)).await.unwrap();
+    let order = place(&first, 1).await;
+    drop(first);
+
+    let second = SqliteStore::open(&dir.db()).unwrap();
+    let third = SqliteStore::open(&dir.db()).unwrap();
+    assert_eq!(stock_of(&second, "book-1").await, 4);
+    assert_eq!(third.order(order.id).await.unwrap(), order);
+    let raw = Connection::open(dir.db()).unwrap();
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_schema_is_refused_rather_than_misread() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(&dir.db()).unwrap());
+    Connection::open(dir.db())
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&dir.db()),
+        Err(StorageError::Failed(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    {
+        let raw = Connection::open(dir.db()).unwrap();
+        raw.execute_batch(MIGRATIONS[0]).unwrap();
+        raw.execute_batch(
+            "INSERT INTO books VALUES ('book-1', 'T', 'A', 1250, 'EUR', 8);
+             INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
+                                 unit_price, total_price, currency, created_at_us, updated_at_us)
+             VALUES ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 'user-1', 2,
+                     'confirmed', NULL, 1, 1250, 2500, 'EUR', 1, 1);
+             INSERT INTO allocations VALUES
+                 ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 2, 'held');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&dir.db()).unwrap();
+    let id = OrderId(Uuid::parse_str("0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f").unwrap());
+    assert_eq!(
+        store.order(id).await.unwrap().status,
+        OrderStatus::Confirmed
+    );
+    assert_eq!(
+        store.cancel_order(id, None).await.unwrap().status,
+        OrderStatus::Cancelled
+    );
+    assert_eq!(stock_of(&store, "book-1").await, 10);
+    // New orders are numbered after the old ones, and foreign keys hold again.
+    let later = place(&store, 1).await;
+    let page = store
+        .orders(&OrderQuery {
+            user_id: Some(UserId::parse("user-1").unwrap()),
+            status: None,
+            created_before: None,
+            limit: PageLimit::new(10).unwrap(),
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items[0], later);
+    assert_eq!(page.items.len(), 2);
+    let raw = Connection::open(dir.db()).unwrap();
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    let foreign_keys: i64 = store
+        .run(|conn| Ok(conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(foreign_keys, 1);
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_negative_stock() {
+    let (dir, _store) = store_with_book(1).await;
+    let raw = Connection::open(dir.db()).unwrap();
+    raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+    let err = raw
+        .execute("UPDATE books SET stock = stock - 2 WHERE id = 'book-1'", [])
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation)
+    );
+}
+
+/// Every order is taken twice, at once, half through each of two stores on the same file,
+/// so the guarantee rests on the database and not on one process's lock.
+#[test]
+fn busy_and_locked_databases_are_retryable_and_other_errors_are_not() {
+    for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+        let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        assert!(e.classify().is_retryable());
+    }
+    let e = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+        None,
+    );
+    assert!(matches!(e.classify(), StorageError::Failed(_)));
+    assert!(matches!(
+        rusqlite::Error::QueryReturnedNoRows.classify(),
+        StorageError::Failed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_write_lock_held_elsewhere_past_the_timeout_is_unavailable() {
+    let (dir, store) = store_with_book(10).await;
+    store
+        .run(|conn| {
+            conn.busy_timeout(Duration::from_millis(50))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let raw = Connection::open(dir.db()).unwrap();
+    raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let order = new_order("book-1", "user-1", 1);
+    let result = store.create_order(&order).await;
+    assert!(
+        matches!(result, Err(StorageError::Unavailable(_))),
+        "{result:?}"
+    );
+    raw.execute_batch("ROLLBACK").unwrap();
+    assert!(store.create_order(&order).await.unwrap().created);
+}
+
+#[tokio::test]
+async fn a_panic_in_an_operation_fails_the_call_and_later_ones_instead_of_panicking() {
+    let (_dir, store) = store_with_book(10).await;
+    let panicked = store
+        .run(|_conn| -> Result<(), OpError> { panic!("a bug") })
+        .await;
+    assert!(matches!(panicked, Err(StorageError::Failed(_))));
+    assert!(matches!(store.ping().await, Err(StorageError::Failed(_))));
+}
+
+#[tokio::test]
+async fn a_corrupt_record_fails_instead_of_being_trusted() {
+    let (dir, store) = store_with_book(10).await;
+    let order = place(&store, 1).await;
+    let raw = Connection::open(dir.db()).unwrap();
+    raw.execute("UPDATE orders SET user_id = 'a/b'", [])
+        .unwrap();
+    assert!(matches!(
+        store.order(order.id).await,
+        Err(StorageError::Failed(_))
+    ));
+}
