@@ -7,8 +7,7 @@ use rusqlite::{Connection, ErrorCode};
 use uuid::Uuid;
 
 use crate::domain::model::{
-    Book, BookDetails, BookId, Currency, Money, NewOrder, Order, OrderId, OrderQuery, OrderStatus,
-    PageLimit, Quantity, Stock, UserId,
+    BookId, NewOrder, Order, OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, UserId,
 };
 use crate::domain::storage::{Catalogue, OrderStore, StorageError};
 
@@ -36,48 +35,36 @@ impl Drop for TempDir {
     }
 }
 
-fn book_id(id: &str) -> BookId {
-    BookId::parse(id).unwrap()
-}
-
-fn book(id: &str, price: i64, stock: i64) -> Book {
-    BookDetails {
-        title: format!("Title of {id}"),
-        author: "An Author".to_owned(),
-        price: Money::new(price).unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        stock: Stock::new(stock).unwrap(),
-    }
-    .with_id(book_id(id))
-}
-
-fn new_order(book: &str, user: &str, quantity: i64) -> NewOrder {
-    NewOrder {
-        id: OrderId::generate(),
-        book_id: book_id(book),
-        user_id: UserId::parse(user).unwrap(),
-        quantity: Quantity::new(quantity).unwrap(),
-    }
-}
-
-/// A store on a fresh file with `book-1` at 12.50 EUR and `stock` copies.
-async fn store_with_book(stock: i64) -> (TempDir, SqliteStore) {
+/// A store on a fresh file holding the demo catalogue, in which `book-1` has 10 copies: these
+/// tests are about the file, so any book will do, and the port's own rules are the
+/// conformance suite's.
+async fn demo_store() -> (TempDir, SqliteStore) {
     let dir = TempDir::new();
     let store = SqliteStore::open(&dir.db()).unwrap();
-    store.put_book(&book("book-1", 1250, stock)).await.unwrap();
+    assert!(store.seed_demo_catalogue().await.unwrap());
     (dir, store)
 }
 
-async fn stock_of(store: &SqliteStore, id: &str) -> i64 {
-    store.book(&book_id(id)).await.unwrap().details.stock.get()
+fn book_1() -> BookId {
+    BookId::parse("book-1").unwrap()
 }
 
-async fn place(store: &SqliteStore, quantity: i64) -> Order {
-    store
-        .create_order(&new_order("book-1", "user-1", quantity))
-        .await
-        .unwrap()
-        .order
+/// One copy of `book-1` for `user-1`, not recorded yet.
+fn new_order() -> NewOrder {
+    NewOrder {
+        id: OrderId::generate(),
+        book_id: book_1(),
+        user_id: UserId::parse("user-1").unwrap(),
+        quantity: Quantity::new(1).unwrap(),
+    }
+}
+
+async fn place(store: &SqliteStore) -> Order {
+    store.create_order(&new_order()).await.unwrap().order
+}
+
+async fn stock_of_book_1(store: &SqliteStore) -> i64 {
+    store.book(&book_1()).await.unwrap().details.stock.get()
 }
 
 #[tokio::test]
@@ -95,15 +82,13 @@ async fn open_creates_the_directories_and_puts_the_file_in_wal_mode() {
 
 #[tokio::test]
 async fn migrations_can_run_again_on_the_same_file_and_keep_its_data() {
-    let dir = TempDir::new();
-    let first = SqliteStore::open(&dir.db()).unwrap();
-    first.put_book(&book("book-1", 1250, 4)).await.unwrap();
-    let order = place(&first, 1).await;
+    let (dir, first) = demo_store().await;
+    let order = place(&first).await;
     drop(first);
 
     let second = SqliteStore::open(&dir.db()).unwrap();
     let third = SqliteStore::open(&dir.db()).unwrap();
-    assert_eq!(stock_of(&second, "book-1").await, 4);
+    assert_eq!(stock_of_book_1(&second).await, 10);
     assert_eq!(third.order(order.id).await.unwrap(), order);
     let raw = Connection::open(dir.db()).unwrap();
     let version: i64 = raw
@@ -155,9 +140,9 @@ async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations(
         store.cancel_order(id, None).await.unwrap().status,
         OrderStatus::Cancelled
     );
-    assert_eq!(stock_of(&store, "book-1").await, 10);
+    assert_eq!(stock_of_book_1(&store).await, 10);
     // New orders are numbered after the old ones, and foreign keys hold again.
-    let later = place(&store, 1).await;
+    let later = place(&store).await;
     let page = store
         .orders(&OrderQuery {
             user_id: Some(UserId::parse("user-1").unwrap()),
@@ -184,11 +169,11 @@ async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations(
 
 #[tokio::test]
 async fn the_database_itself_refuses_negative_stock() {
-    let (dir, _store) = store_with_book(1).await;
+    let (dir, _store) = demo_store().await;
     let raw = Connection::open(dir.db()).unwrap();
     raw.busy_timeout(BUSY_TIMEOUT).unwrap();
     let err = raw
-        .execute("UPDATE books SET stock = stock - 2 WHERE id = 'book-1'", [])
+        .execute("UPDATE books SET stock = -1 WHERE id = 'book-1'", [])
         .unwrap_err();
     assert_eq!(
         err.sqlite_error_code(),
@@ -196,8 +181,6 @@ async fn the_database_itself_refuses_negative_stock() {
     );
 }
 
-/// Every order is taken twice, at once, half through each of two stores on the same file,
-/// so the guarantee rests on the database and not on one process's lock.
 #[test]
 fn busy_and_locked_databases_are_retryable_and_other_errors_are_not() {
     for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
@@ -217,7 +200,7 @@ fn busy_and_locked_databases_are_retryable_and_other_errors_are_not() {
 
 #[tokio::test]
 async fn a_write_lock_held_elsewhere_past_the_timeout_is_unavailable() {
-    let (dir, store) = store_with_book(10).await;
+    let (dir, store) = demo_store().await;
     store
         .run(|conn| {
             conn.busy_timeout(Duration::from_millis(50))?;
@@ -227,7 +210,7 @@ async fn a_write_lock_held_elsewhere_past_the_timeout_is_unavailable() {
         .unwrap();
     let raw = Connection::open(dir.db()).unwrap();
     raw.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let order = new_order("book-1", "user-1", 1);
+    let order = new_order();
     let result = store.create_order(&order).await;
     assert!(
         matches!(result, Err(StorageError::Unavailable(_))),
@@ -239,7 +222,7 @@ async fn a_write_lock_held_elsewhere_past_the_timeout_is_unavailable() {
 
 #[tokio::test]
 async fn a_panic_in_an_operation_fails_the_call_and_later_ones_instead_of_panicking() {
-    let (_dir, store) = store_with_book(10).await;
+    let (_dir, store) = demo_store().await;
     let panicked = store
         .run(|_conn| -> Result<(), OpError> { panic!("a bug") })
         .await;
@@ -249,8 +232,8 @@ async fn a_panic_in_an_operation_fails_the_call_and_later_ones_instead_of_panick
 
 #[tokio::test]
 async fn a_corrupt_record_fails_instead_of_being_trusted() {
-    let (dir, store) = store_with_book(10).await;
-    let order = place(&store, 1).await;
+    let (dir, store) = demo_store().await;
+    let order = place(&store).await;
     let raw = Connection::open(dir.db()).unwrap();
     raw.execute("UPDATE orders SET user_id = 'a/b'", [])
         .unwrap();
