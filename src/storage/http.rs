@@ -92,7 +92,7 @@ pub struct HttpStorage {
 
 impl HttpStorage {
     /// A client of the Storage Service at `base_url` (e.g. `http://localhost:8083`). Nothing
-    /// is sent yet: [`Storage::ping`] tells whether the service answers.
+    /// is sent yet: [`OrderStore::ping`] tells whether the service answers.
     pub fn new(base_url: &str, config: HttpStorageConfig) -> Result<Self, HttpStorageSetupError> {
         let base_url = checked_base_url(base_url)?;
         if config.retry.attempts == 0 {
