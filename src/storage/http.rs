@@ -6,11 +6,11 @@ use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 use reqwest::StatusCode;
 
 use crate::domain::model::{
-    AllocationState, Book, BookDetails, BookId, Currency, Cursor, InvalidValue, Money, NewOrder,
-    Order, OrderId, OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock,
-    StockAllocation, UserId,
+    AllocationState, BookId, Currency, Cursor, InvalidValue, Money, NewOrder, Order, OrderId,
+    OrderQuery, OrderStatus, Page, Quantity, Recorded, StatusChange, Stock, StockAllocation,
+    UserId,
 };
-use crate::domain::storage::{Catalogue, OrderStore, StorageError, StorageResult};
+use crate::domain::storage::{OrderStore, StorageError, StorageResult};
 use crate::generated::storage_service::client::{
     Client, Error as ClientError, ResponseValue, types,
 };
@@ -81,7 +81,7 @@ pub enum HttpStorageSetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// The storage port, [`OrderStore`] and [`Catalogue`], implemented by a remote Storage
+/// The order store, [`OrderStore`], implemented by a remote Storage
 /// Service. Clones share one connection pool and one circuit breaker.
 #[derive(Debug, Clone)]
 pub struct HttpStorage {
@@ -345,68 +345,6 @@ impl OrderStore for HttpStorage {
 /// The catalogue of a remote Storage Service, over the same client and through the same
 /// retries: the Order Processor never calls it, but a remote store stands in for an embedded
 /// one wherever books are read or set through the port.
-impl Catalogue for HttpStorage {
-    async fn book(&self, id: &BookId) -> StorageResult<Book> {
-        let path_id = book_id_to(id)?;
-        let answer = self
-            .call("get_book", || {
-                self.client.get_book().id(path_id.clone()).send()
-            })
-            .await?;
-        let book = book_from(answer.into_inner())?;
-        same_book(id, &book.id)?;
-        Ok(book)
-    }
-
-    async fn books(&self) -> StorageResult<Vec<Book>> {
-        let answer = self
-            .call("list_books", || self.client.list_books().send())
-            .await?;
-        answer
-            .into_inner()
-            .items
-            .into_iter()
-            .map(book_from)
-            .collect()
-    }
-
-    async fn put_book(&self, book: &Book) -> StorageResult<Book> {
-        let path_id = book_id_to(&book.id)?;
-        let body = book_input_to(&book.details)?;
-        let answer = self
-            .call("put_book", || {
-                self.client
-                    .put_book()
-                    .id(path_id.clone())
-                    .body(body.clone())
-                    .send()
-            })
-            .await?;
-        let stored = book_from(answer.into_inner())?;
-        same_book(&book.id, &stored.id)?;
-        Ok(stored)
-    }
-
-    async fn set_stock(&self, id: &BookId, stock: Stock) -> StorageResult<Book> {
-        let path_id = book_id_to(id)?;
-        let body = types::QuantityUpdate {
-            quantity: types::Stock(stock.get()),
-        };
-        let answer = self
-            .call("set_book_quantity", || {
-                self.client
-                    .set_book_quantity()
-                    .id(path_id.clone())
-                    .body(body.clone())
-                    .send()
-            })
-            .await?;
-        let book = book_from(answer.into_inner())?;
-        same_book(id, &book.id)?;
-        Ok(book)
-    }
-}
-
 /// What the Storage Service answered, or why it did not, when the port has no variant that
 /// holds it: the source of `Unavailable` and `Failed`, so that the log shows it.
 #[derive(Debug, thiserror::Error)]
@@ -540,14 +478,6 @@ fn same_order(asked: OrderId, answered: OrderId) -> StorageResult<()> {
     }
 }
 
-fn same_book(asked: &BookId, answered: &BookId) -> StorageResult<()> {
-    if asked == answered {
-        Ok(())
-    } else {
-        Err(broken_answer(format!("book {answered} for book {asked}")))
-    }
-}
-
 same_variants!(OrderStatus <=> types::OrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
 same_variants!(AllocationState <= types::AllocationState: Held, Returned, Refused);
 
@@ -594,19 +524,6 @@ fn status_change_to(change: &StatusChange) -> StorageResult<types::StatusChange>
     })
 }
 
-fn book_input_to(details: &BookDetails) -> StorageResult<types::BookInput> {
-    Ok(types::BookInput {
-        title: types::BookInputTitle::try_from(details.title.as_str())
-            .map_err(|err| not_sent("title", err))?,
-        author: types::BookInputAuthor::try_from(details.author.as_str())
-            .map_err(|err| not_sent("author", err))?,
-        price: types::Price(details.price.minor_units()),
-        currency: types::Currency::try_from(details.currency.as_str())
-            .map_err(|err| not_sent("currency", err))?,
-        quantity: types::Stock(details.stock.get()),
-    })
-}
-
 fn invalid(err: InvalidValue) -> StorageError {
     broken_answer(format!("an invalid value: {err}"))
 }
@@ -641,19 +558,6 @@ fn order_from(order: types::Order) -> StorageResult<Order> {
         currency: Currency::parse(&order.currency).map_err(invalid)?,
         created_at: order.created_at,
         updated_at: order.updated_at,
-    })
-}
-
-fn book_from(book: types::Book) -> StorageResult<Book> {
-    Ok(Book {
-        id: BookId::parse(&book.id).map_err(invalid)?,
-        details: BookDetails {
-            title: book.title,
-            author: book.author,
-            price: Money::price(book.price.0).map_err(invalid)?,
-            currency: Currency::parse(&book.currency).map_err(invalid)?,
-            stock: Stock::new(book.quantity.0).map_err(invalid)?,
-        },
     })
 }
 
@@ -922,32 +826,6 @@ mod tests {
     }
 
     #[test]
-    fn a_book_answer_becomes_a_domain_book_and_bad_stock_fails() {
-        let answer = json!({
-            "id": "book-1",
-            "title": "The Rust Programming Language",
-            "author": "Steve Klabnik and Carol Nichols",
-            "price": 3999,
-            "currency": "EUR",
-            "quantity": 10
-        });
-        let book = book_from(wire(answer.clone())).unwrap();
-        assert_eq!(book.id.as_str(), "book-1");
-        assert_eq!(book.details.title, "The Rust Programming Language");
-        assert_eq!(book.details.author, "Steve Klabnik and Carol Nichols");
-        assert_eq!(book.details.price.minor_units(), 3999);
-        assert_eq!(book.details.currency.as_str(), "EUR");
-        assert_eq!(book.details.stock.get(), 10);
-
-        let mut negative = answer;
-        negative["quantity"] = json!(-1);
-        assert!(matches!(
-            book_from(wire(negative)),
-            Err(StorageError::Failed(_))
-        ));
-    }
-
-    #[test]
     fn an_allocation_answer_becomes_a_domain_allocation() {
         let allocation = allocation_from(wire(json!({
             "orderId": "0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f",
@@ -1002,18 +880,6 @@ mod tests {
         };
         assert!(matches!(
             status_change_to(&change),
-            Err(StorageError::Refused(_))
-        ));
-
-        let details = BookDetails {
-            title: String::new(),
-            author: "someone".to_owned(),
-            price: Money::new(100).unwrap(),
-            currency: Currency::parse("EUR").unwrap(),
-            stock: Stock::new(1).unwrap(),
-        };
-        assert!(matches!(
-            book_input_to(&details),
             Err(StorageError::Refused(_))
         ));
 
