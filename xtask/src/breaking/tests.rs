@@ -1,0 +1,237 @@
+//! Each kind of change is a pair of documents under `xtask/tests/fixtures/breaking/`: `base.yaml`
+//! (a request body, parameters, responses, shared and recursive schemas) and a copy of it with one
+//! edit, named after the edit. Each test states what its edit is reported as.
+
+use std::{fs, path::Path};
+
+use super::*;
+
+/// The breaking changes from `base.yaml` to the fixture `name`.
+fn breaking(name: &str) -> Vec<Change> {
+    let old = fixture("base");
+    let new = fixture(name);
+    compare("t.yaml", &old, &new)
+}
+
+/// Their identifiers, as a changelog line acknowledges them.
+fn ids(name: &str) -> Vec<String> {
+    breaking(name).into_iter().map(|change| change.id).collect()
+}
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/breaking")
+        .join(format!("{name}.yaml"));
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    parse(name, &text).unwrap()
+}
+
+/// Asserts that each fixture is reported with exactly the identifiers given.
+fn assert_reported(cases: &[(&str, &[&str])]) {
+    for &(name, expected) in cases {
+        let expected: Vec<String> = expected.iter().map(|id| format!("t.yaml: {id}")).collect();
+        assert_eq!(ids(name), expected, "fixture {name}");
+    }
+}
+
+/// Asserts that no fixture named has a breaking change.
+fn assert_not_breaking(names: &[&str]) {
+    for name in names {
+        assert_eq!(ids(name), Vec::<String>::new(), "fixture {name}");
+    }
+}
+
+#[test]
+fn identical_specs_have_no_changes() {
+    assert_not_breaking(&["base"]);
+}
+
+#[test]
+fn removed_operation() {
+    assert_reported(&[("removed-operation", &["removed operation GET /orders/{id}"])]);
+}
+
+#[test]
+fn new_operation_is_not_breaking() {
+    assert_not_breaking(&["new-operation"]);
+}
+
+#[test]
+fn removed_response_field() {
+    assert_reported(&[(
+        "removed-response-field",
+        &["removed response field Order.reason"],
+    )]);
+    // The server ignores a request field it no longer knows.
+    assert_not_breaking(&["removed-optional-request-field"]);
+}
+
+#[test]
+fn new_required_request_field() {
+    assert_reported(&[(
+        "new-required-request-field",
+        &["new required request field CreateOrderRequest.note"],
+    )]);
+    // In a response, clients get more, not less.
+    assert_not_breaking(&["new-required-response-field"]);
+}
+
+#[test]
+fn now_required_parameter() {
+    assert_reported(&[(
+        "now-required-parameter",
+        &["now required query parameter limit of GET /orders"],
+    )]);
+}
+
+#[test]
+fn new_required_parameter() {
+    assert_reported(&[(
+        "new-required-parameter",
+        &["new required header parameter tenant of GET /orders"],
+    )]);
+}
+
+#[test]
+fn new_optional_inputs_and_response_changes_are_not_breaking() {
+    assert_not_breaking(&[
+        "new-optional-request-field",
+        "parameter-marked-optional",
+        "new-response-field",
+        "removed-response-status",
+        "added-response-status",
+        "changed-description",
+    ]);
+}
+
+#[test]
+fn narrowed_bounds_in_requests() {
+    assert_reported(&[
+        (
+            "narrowed-max-length",
+            &["narrowed maxLength in request BookId"],
+        ),
+        (
+            "narrowed-min-length",
+            &["narrowed minLength in request BookId"],
+        ),
+        (
+            "narrowed-maximum",
+            &["narrowed maximum in request CreateOrderRequest.quantity"],
+        ),
+        (
+            "narrowed-minimum",
+            &["narrowed minimum in request query parameter limit of GET /orders"],
+        ),
+        (
+            "narrowed-max-items",
+            &["narrowed maxItems in request CreateOrderRequest.tags"],
+        ),
+        (
+            "narrowed-min-items",
+            &["narrowed minItems in request CreateOrderRequest.tags"],
+        ),
+        // A bound where there was none.
+        (
+            "new-max-length",
+            &["narrowed maxLength in request CreateOrderRequest.note"],
+        ),
+    ]);
+}
+
+#[test]
+fn widened_or_response_bounds_are_not_breaking() {
+    assert_not_breaking(&[
+        "widened-max-length",
+        "widened-minimum",
+        "widened-max-items",
+        "dropped-min-items",
+        // Bounds on what only the server sends.
+        "narrowed-response-max-length",
+        "narrowed-response-max-items",
+    ]);
+}
+
+#[test]
+fn removed_enum_value_or_new_enum_in_request() {
+    assert_reported(&[
+        (
+            "removed-enum-value-in-request",
+            &["removed enum value shop in request CreateOrderRequest.channel"],
+        ),
+        (
+            "new-enum-in-request",
+            &["new enum in request CreateOrderRequest.note"],
+        ),
+    ]);
+    assert_not_breaking(&["added-enum-value-in-request"]);
+}
+
+#[test]
+fn added_enum_value_in_response() {
+    assert_reported(&[(
+        "added-enum-value-in-response",
+        &["added enum value failed in response Order.status"],
+    )]);
+    assert_not_breaking(&["removed-enum-value-in-response"]);
+}
+
+#[test]
+fn new_or_changed_pattern_in_request() {
+    assert_reported(&[
+        ("changed-pattern", &["changed pattern in request BookId"]),
+        (
+            "new-pattern",
+            &["changed pattern in request CreateOrderRequest.note"],
+        ),
+    ]);
+    // Dropping a pattern accepts more.
+    assert_not_breaking(&["dropped-pattern"]);
+}
+
+#[test]
+fn changed_type_or_format() {
+    assert_reported(&[
+        (
+            "changed-type-in-request",
+            &["changed type in request CreateOrderRequest.quantity"],
+        ),
+        (
+            "changed-format-in-request",
+            &["changed format in request path parameter id of GET /orders/{id}"],
+        ),
+        (
+            "changed-type-and-format-in-response",
+            &[
+                "changed format in response Order.id",
+                "changed type in response Order.id",
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn inline_schema_instead_of_ref_is_compared_by_content() {
+    assert_not_breaking(&["inline-schema-instead-of-ref"]);
+}
+
+#[test]
+fn acknowledged_changes_pass() {
+    let mut changes = breaking("removed-operation");
+    changes.extend(breaking("removed-response-field"));
+    changes.extend(breaking("narrowed-max-length"));
+    let changelog = r"# Changelog
+
+## 0.2.0
+
+- t.yaml: removed operation GET /orders/{id}
+  Read orders from the list instead.
+* `t.yaml: narrowed maxLength in request BookId`
+- t.yaml: removed response field Order.reasonCode
+";
+    assert_eq!(
+        unacknowledged(&changes, changelog),
+        ["t.yaml: removed response field Order.reason"]
+    );
+}
