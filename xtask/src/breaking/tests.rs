@@ -8,9 +8,11 @@ use super::*;
 
 /// The breaking changes from `base.yaml` to the fixture `name`.
 fn breaking(name: &str) -> Vec<Change> {
-    let old = fixture("base");
-    let new = fixture(name);
-    compare("t.yaml", &old, &new)
+    breaking_between("base", name)
+}
+
+fn breaking_between(old: &str, new: &str) -> Vec<Change> {
+    compare("t.yaml", &fixture(old), &fixture(new))
 }
 
 /// Their identifiers, as a changelog line acknowledges them.
@@ -214,6 +216,31 @@ fn changed_type_or_format() {
 #[test]
 fn inline_schema_instead_of_ref_is_compared_by_content() {
     assert_not_breaking(&["inline-schema-instead-of-ref"]);
+}
+
+#[test]
+fn bodies_are_compared_by_media_type() {
+    // A body where there was none, and a second media type beside the first: each schema is
+    // compared with the one of its media type, and one without a counterpart is new.
+    assert_not_breaking(&["response-gains-body", "new-media-type"]);
+    assert!(breaking_between("response-gains-body", "base").is_empty());
+}
+
+/// `composed-base.yaml` combines schemas with `allOf` (a request) and `anyOf` (a response) of
+/// a shared member and an inline one. A breaking edit of a member is reported.
+#[test]
+fn breaking_changes_inside_composed_schemas() {
+    assert!(breaking_between("composed-base", "composed-base").is_empty());
+    for name in [
+        "composed-narrowed-in-member",
+        "composed-added-enum-value-in-member",
+        "composed-new-required-field-in-member",
+    ] {
+        assert!(
+            !breaking_between("composed-base", name).is_empty(),
+            "fixture {name}"
+        );
+    }
 }
 
 #[test]
