@@ -226,6 +226,38 @@ fn bodies_are_compared_by_media_type() {
     assert!(breaking_between("response-gains-body", "base").is_empty());
 }
 
+/// `referenced-base.yaml` takes a parameter, a request body and a response from `components`:
+/// what changes in them is reported under the operations that use them.
+#[test]
+fn referenced_parameters_and_bodies() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "referenced-narrowed-parameter",
+            &["narrowed maximum in request query parameter limit of GET /orders"],
+        ),
+        (
+            "referenced-now-required-parameter",
+            &["now required query parameter limit of GET /orders"],
+        ),
+        (
+            "referenced-new-required-request-field",
+            &["new required request field POST /orders body.note"],
+        ),
+        (
+            "referenced-removed-response-field",
+            &["removed response field POST /orders 201 body.reason"],
+        ),
+    ];
+    for &(name, expected) in cases {
+        let ids: Vec<String> = breaking_between("referenced-base", name)
+            .into_iter()
+            .map(|change| change.id)
+            .collect();
+        let expected: Vec<String> = expected.iter().map(|id| format!("t.yaml: {id}")).collect();
+        assert_eq!(ids, expected, "fixture {name}");
+    }
+}
+
 /// `composed-base.yaml` combines schemas with `allOf` (a request) and `anyOf` (a response) of
 /// a shared member and an inline one. A breaking edit of a member is reported.
 #[test]
