@@ -17,7 +17,14 @@ fn breaking_between(old: &str, new: &str) -> Vec<Change> {
 
 /// Their identifiers, as a changelog line acknowledges them.
 fn ids(name: &str) -> Vec<String> {
-    breaking(name).into_iter().map(|change| change.id).collect()
+    ids_between("base", name)
+}
+
+fn ids_between(old: &str, new: &str) -> Vec<String> {
+    breaking_between(old, new)
+        .into_iter()
+        .map(|change| change.id)
+        .collect()
 }
 
 fn fixture(name: &str) -> Value {
@@ -249,12 +256,12 @@ fn referenced_parameters_and_bodies() {
         ),
     ];
     for &(name, expected) in cases {
-        let ids: Vec<String> = breaking_between("referenced-base", name)
-            .into_iter()
-            .map(|change| change.id)
-            .collect();
         let expected: Vec<String> = expected.iter().map(|id| format!("t.yaml: {id}")).collect();
-        assert_eq!(ids, expected, "fixture {name}");
+        assert_eq!(
+            ids_between("referenced-base", name),
+            expected,
+            "fixture {name}"
+        );
     }
 }
 
@@ -293,4 +300,51 @@ fn acknowledged_changes_pass() {
         unacknowledged(&changes, changelog),
         ["t.yaml: removed response field Order.reason"]
     );
+}
+
+/// The whole check on a repository of its own: the baseline is the committed spec, a breaking
+/// change in the working tree fails until the changelog acknowledges it.
+#[test]
+fn check_fails_until_the_changelog_acknowledges() {
+    let root = std::env::temp_dir().join(format!("xtask-breaking-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("openapi")).unwrap();
+    let run = |args: &[&str]| {
+        let out = git(&root, args).unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let write = |path: &str, fixture_name: &str| {
+        let text = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/breaking")
+                .join(format!("{fixture_name}.yaml")),
+        )
+        .unwrap();
+        fs::write(root.join(path), text).unwrap();
+    };
+    run(&["init", "--quiet"]);
+    for spec in SPECS {
+        write(spec, "base");
+    }
+    run(&["add", "."]);
+    run(&[
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=test@localhost",
+        "commit",
+        "--quiet",
+        "-m",
+        "base",
+    ]);
+    write("openapi/order-processor.yaml", "removed-operation");
+
+    let id = "order-processor.yaml: removed operation GET /orders/{id}";
+    let failure = check(&root).unwrap_err();
+    assert!(failure.contains(&format!("\n- {id}")), "{failure}");
+
+    fs::write(root.join(CHANGELOG), format!("## 0.2.0\n\n- {id}\n")).unwrap();
+    let result = check(&root);
+    fs::remove_dir_all(&root).unwrap();
+    assert_eq!(result, Ok(()));
 }
