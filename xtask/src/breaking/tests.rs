@@ -12,7 +12,7 @@ fn breaking(name: &str) -> Vec<Change> {
 }
 
 fn breaking_between(old: &str, new: &str) -> Vec<Change> {
-    compare("t.yaml", &fixture(old), &fixture(new))
+    compare("t.yaml", &fixture(old), &fixture(new)).unwrap()
 }
 
 /// Their identifiers, as a changelog line acknowledges them.
@@ -223,6 +223,15 @@ fn changed_type_or_format() {
 #[test]
 fn inline_schema_instead_of_ref_is_compared_by_content() {
     assert_not_breaking(&["inline-schema-instead-of-ref"]);
+}
+
+#[test]
+fn request_body_made_required() {
+    assert_eq!(
+        ids_between("request-body-optional", "base"),
+        ["t.yaml: now required request body of POST /orders"]
+    );
+    assert_not_breaking(&["request-body-optional"]);
 }
 
 #[test]
