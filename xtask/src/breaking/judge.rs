@@ -28,7 +28,10 @@ static NULL: Value = Value::Null;
 
 /// The breaking changes from `old` to `new` of the spec named `spec`, sorted by identifier.
 pub(super) fn compare(spec: &str, old: &Value, new: &Value) -> Result<Vec<Change>, String> {
-    let (old, new) = common_media_types(old, new);
+    let (mut old, mut new) = (old.clone(), new.clone());
+    inline_operation_parts(&mut old);
+    inline_operation_parts(&mut new);
+    keep_common_media_types(&mut old, &mut new);
     let found = drift::compare(&old, &new)
         .map_err(|err| format!("cannot compare {spec} with its baseline: {err:#}"))?;
     let mut judge = Judge {
@@ -51,14 +54,54 @@ pub(super) fn compare(spec: &str, old: &Value, new: &Value) -> Result<Vec<Change
     Ok(changes)
 }
 
-/// Both documents with, for each body that both describe, only the media types that both give
-/// a schema for. drift 0.2 stops with a panic when the media types of a body differ between the
+/// `doc` with the parameters, request bodies and responses its operations take from
+/// `components` written out in place: drift then reports what changes in them under the
+/// operation, which is how a report names them.
+fn inline_operation_parts(doc: &mut Value) {
+    let source = doc.clone();
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut parts: Vec<&mut Value> = Vec::new();
+    for item in paths.values_mut().filter_map(Value::as_object_mut) {
+        for (key, value) in item {
+            match (key.as_str(), value) {
+                // Shared by every operation of the path.
+                ("parameters", Value::Array(params)) => parts.extend(params),
+                (_, Value::Object(op)) => {
+                    for (key, value) in op {
+                        match (key.as_str(), value) {
+                            ("parameters", Value::Array(params)) => parts.extend(params),
+                            ("requestBody", body) => parts.push(body),
+                            ("responses", Value::Object(responses)) => {
+                                parts.extend(responses.values_mut());
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for part in parts {
+        // A bound rather than cycle detection: a longer chain of bare `$ref`s is a cycle.
+        for _ in 0..16 {
+            let Some(reference) = part.get("$ref").and_then(Value::as_str) else {
+                break;
+            };
+            *part = node(&source, reference).clone();
+        }
+    }
+}
+
+/// Leaves, for each body that both documents describe, only the media types that both give a
+/// schema for. drift 0.2 stops with a panic when the media types of a body differ between the
 /// versions, and this check's rules do not cover media types: a schema is compared with the
 /// schema of the same media type, and one without a counterpart is new or gone.
-fn common_media_types(old: &Value, new: &Value) -> (Value, Value) {
-    let (mut old, mut new) = (old.clone(), new.clone());
-    let mut pointers = content_pointers(&old);
-    pointers.extend(content_pointers(&new));
+fn keep_common_media_types(old: &mut Value, new: &mut Value) {
+    let mut pointers = content_pointers(old);
+    pointers.extend(content_pointers(new));
     for pointer in pointers {
         let with_schema = |doc: &Value| -> HashSet<String> {
             entries(doc.pointer(&pointer).unwrap_or(&NULL))
@@ -66,20 +109,19 @@ fn common_media_types(old: &Value, new: &Value) -> (Value, Value) {
                 .map(|(name, _)| name.clone())
                 .collect()
         };
-        let common: HashSet<String> = with_schema(&old)
-            .intersection(&with_schema(&new))
+        let common: HashSet<String> = with_schema(old)
+            .intersection(&with_schema(new))
             .cloned()
             .collect();
-        for doc in [&mut old, &mut new] {
+        for doc in [&mut *old, &mut *new] {
             if let Some(Value::Object(content)) = doc.pointer_mut(&pointer) {
                 content.retain(|name, _| common.contains(name));
             }
         }
     }
-    (old, new)
 }
 
-/// Where `doc` describes bodies: requests and responses of its operations and of its components.
+/// Where the operations of `doc` describe bodies: their requests and responses.
 fn content_pointers(doc: &Value) -> HashSet<String> {
     let mut pointers = HashSet::new();
     for (path, item) in entries(&doc["paths"]) {
@@ -89,11 +131,6 @@ fn content_pointers(doc: &Value) -> HashSet<String> {
             for (status, _) in entries(&item[method]["responses"]) {
                 pointers.insert(format!("{op}/responses/{}/content", escape(status)));
             }
-        }
-    }
-    for kind in ["requestBodies", "responses"] {
-        for (name, _) in entries(&doc["components"][kind]) {
-            pointers.insert(format!("/components/{kind}/{}/content", escape(name)));
         }
     }
     pointers
@@ -157,7 +194,10 @@ impl Judge<'_> {
             }
             (ChangeComparison::Input, ChangeDetails::AddedRequired | ChangeDetails::MoreStrict) => {
                 let op = operation_name(path.new.endpoint_base().unwrap_or_default());
-                let param = (new_node.get("in").is_some()).then(|| parameter_label(new_node, &op));
+                let param = new_node
+                    .get("in")
+                    .is_some()
+                    .then(|| parameter_label(new_node, &op));
                 let (what, why) = match (param, info.details) {
                     (Some(label), ChangeDetails::AddedRequired) => (
                         format!("new required {label}"),
@@ -207,31 +247,16 @@ impl Judge<'_> {
     /// parameter that changed from `schema` to `content`.
     fn schema_place(&self, path: &ChangePath, new_at: &str) -> Option<(Dir, String)> {
         let (base, subpath) = split_schema(new_at)?;
-        if let Some(name) = base.strip_prefix("#/components/schemas/") {
+        let dir = match base.strip_prefix("#/components/schemas/") {
             // A named schema is reported under its name, once, whichever operation uses it.
-            let dir = match path.comparison {
-                ChangeComparison::Input => Dir::Request,
-                _ => Dir::Response,
-            };
-            return Some((dir, format!("{}{}", unescape(name), suffix(subpath))));
-        }
-        // Inside an operation's parameter or body: named after it. A parameter, request body
-        // or response from `components` is named after the operation `path` comes from.
-        let (holder, dir) = match base.strip_prefix("#/paths/") {
-            Some(_) => (base.to_owned(), side_of(base)),
-            None => {
-                let origin = path.new.iter().last()?.trim_end_matches("/$ref");
-                let dir = side_of(origin);
-                let holder = match node(self.new, base).get("in") {
-                    Some(_) => base.to_owned(),
-                    None => origin.to_owned(),
-                };
-                (holder, dir)
-            }
+            Some(_) if path.comparison == ChangeComparison::Input => Dir::Request,
+            Some(_) => Dir::Response,
+            None => side_of(base)?,
         };
-        let op = operation_name(path.new.endpoint_base()?);
-        let label = holder_label(self.new, &holder, &op);
-        Some((dir?, format!("{label}{}", suffix(subpath))))
+        Some((
+            dir,
+            format!("{}{}", place_label(self.new, base), suffix(subpath)),
+        ))
     }
 
     /// drift 0.2 compares an `allOf` or `anyOf` of several schemas only as a whole, by value:
@@ -377,11 +402,6 @@ fn node<'v>(doc: &'v Value, at: &str) -> &'v Value {
     let pointer = at.strip_prefix('#').unwrap_or(at);
     doc.pointer(pointer)
         .or_else(|| doc.pointer(&pointer.replacen("/request_body/", "/requestBody/", 1)))
-        .or_else(|| {
-            pointer
-                .strip_suffix("/request_body")
-                .and_then(|op| doc.pointer(&format!("{op}/requestBody")))
-        })
         .unwrap_or(&NULL)
 }
 

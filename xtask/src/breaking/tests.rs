@@ -274,6 +274,12 @@ fn referenced_parameters_and_bodies() {
     }
 }
 
+#[test]
+fn a_body_moved_to_components_is_compared_by_content() {
+    assert_not_breaking(&["request-body-from-components"]);
+    assert!(breaking_between("request-body-from-components", "base").is_empty());
+}
+
 /// `composed-base.yaml` combines schemas with `allOf` (a request) and `anyOf` (a response) of
 /// a shared member and an inline one. A breaking edit of a member is reported.
 #[test]
