@@ -486,3 +486,119 @@ pub(crate) fn validator_attr(validators: &[TokenStream]) -> TokenStream {
         quote!(, validator(#(#validators),*))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openapiv3::OpenAPI;
+
+    use super::*;
+
+    /// Components that the schemas under test refer to.
+    const SPEC: &str = r##"
+openapi: 3.0.3
+info: {title: Types, version: 1.0.0}
+paths: {}
+components:
+  schemas:
+    Colour: {type: string, enum: [red, green]}
+    Thing: {type: object, properties: {name: {type: string}}}
+    Sku: {type: string, description: A stock-keeping unit., pattern: '^[A-Z]{3}$'}
+    Grams: {type: number}
+"##;
+
+    /// The Rust type and validators of `schema` (YAML), or the problems it has.
+    fn map(schema: &str) -> Result<(String, Vec<String>), Vec<String>> {
+        let spec: OpenAPI = serde_yaml::from_str(SPEC).expect("the spec parses");
+        let schema: ReferenceOr<Schema> = serde_yaml::from_str(schema).expect("the schema parses");
+        let mut generator = Generator::new(&spec);
+        let rust = generator.rust_type(&schema, "#/x");
+        let problems: Vec<String> = generator
+            .problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect();
+        match rust {
+            Some(rust) if problems.is_empty() => Ok((
+                rust.ty.to_string(),
+                rust.validators.iter().map(ToString::to_string).collect(),
+            )),
+            _ => Err(problems),
+        }
+    }
+
+    fn ty(schema: &str) -> String {
+        map(schema).expect("the schema maps to a type").0
+    }
+
+    #[test]
+    fn strings_map_by_format() {
+        assert_eq!(ty("{type: string}"), "String");
+        assert_eq!(ty("{type: string, format: uuid}"), "uuid :: Uuid");
+        assert_eq!(
+            ty("{type: string, format: date-time}"),
+            "chrono :: DateTime < chrono :: Utc >"
+        );
+    }
+
+    #[test]
+    fn integers_map_by_format() {
+        assert_eq!(ty("{type: integer, format: int32}"), "i32");
+        assert_eq!(ty("{type: integer, format: int64}"), "i64");
+        assert_eq!(
+            map("{type: integer}"),
+            Err(vec![
+                "an integer needs `format: int32` or `format: int64`".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn booleans_and_arrays_map_to_bool_and_vec() {
+        assert_eq!(ty("{type: boolean}"), "bool");
+        assert_eq!(
+            ty("{type: array, items: {$ref: '#/components/schemas/Thing'}}"),
+            "Vec < Thing >"
+        );
+    }
+
+    #[test]
+    fn named_objects_and_enums_map_to_their_name() {
+        assert_eq!(ty("{$ref: '#/components/schemas/Thing'}"), "Thing");
+        assert_eq!(ty("{$ref: '#/components/schemas/Colour'}"), "Colour");
+    }
+
+    #[test]
+    fn constraints_become_validators() {
+        let (ty, validators) =
+            map("{type: integer, format: int32, minimum: 1, maximum: 1000}").expect("maps");
+        assert_eq!(ty, "i32");
+        assert_eq!(
+            validators,
+            [
+                "minimum (value = 1.0 , exclusive = false)",
+                "maximum (value = 1000.0 , exclusive = false)"
+            ]
+        );
+        let (_, validators) = map("{type: string, minLength: 1, maxLength: 64}").expect("maps");
+        assert_eq!(validators, ["min_length = 1usize", "max_length = 64usize"]);
+    }
+
+    #[test]
+    fn a_named_primitive_is_expanded_with_its_description_and_compiled_pattern() {
+        let spec: OpenAPI = serde_yaml::from_str(SPEC).expect("the spec parses");
+        let mut generator = Generator::new(&spec);
+        let schema = ReferenceOr::Reference {
+            reference: "#/components/schemas/Sku".to_owned(),
+        };
+        let rust = generator.rust_type(&schema, "#/x").expect("maps");
+        assert_eq!(rust.ty.to_string(), "String");
+        assert_eq!(rust.description.as_deref(), Some("A stock-keeping unit."));
+        assert_eq!(rust.pattern.as_deref(), Some("^[A-Z]{3}$"));
+        assert_eq!(rust.validators[0].to_string(), "custom = \"& PATTERN_0\"");
+    }
+
+    #[test]
+    fn a_named_primitive_with_a_problem_is_not_reported_again_where_it_is_used() {
+        assert_eq!(map("{$ref: '#/components/schemas/Grams'}"), Err(vec![]));
+    }
+}

@@ -29,14 +29,7 @@ pub(crate) struct Generator<'a> {
 
 /// The server interface of `spec`, or every problem that stands in the way.
 pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
-    let mut generator = Generator {
-        spec,
-        problems: Vec::new(),
-        examples: Vec::new(),
-        patterns: Vec::new(),
-        property_patterns: Vec::new(),
-        parameter_patterns: Vec::new(),
-    };
+    let mut generator = Generator::new(spec);
     let tags = generator.tags();
     let schemas = generator.schemas();
     let operations = generator.operations();
@@ -113,7 +106,18 @@ pub(crate) fn doc(text: Option<&str>) -> TokenStream {
     }
 }
 
-impl Generator<'_> {
+impl<'a> Generator<'a> {
+    pub(crate) fn new(spec: &'a OpenAPI) -> Self {
+        Self {
+            spec,
+            problems: Vec::new(),
+            examples: Vec::new(),
+            patterns: Vec::new(),
+            property_patterns: Vec::new(),
+            parameter_patterns: Vec::new(),
+        }
+    }
+
     /// Records a problem at `pointer`; the walk goes on.
     pub(crate) fn refuse(&mut self, pointer: &str, message: impl Into<String>) {
         self.problems.push(Problem::new(pointer, message));

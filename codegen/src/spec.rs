@@ -14,10 +14,18 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A problem at `pointer`; a message of several lines (a regex's syntax error) is put on
+    /// one, so that each problem is one line of the build's output.
     pub(crate) fn new(pointer: &str, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        let lines: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect();
         Self {
             pointer: pointer.to_owned(),
-            message: message.into(),
+            message: lines.join(" "),
         }
     }
 }
@@ -72,6 +80,12 @@ mod tests {
     fn pointer_segments_escape_tilde_before_slash() {
         assert_eq!(escape_pointer("/orders/{id}"), "~1orders~1{id}");
         assert_eq!(escape_pointer("a~/b"), "a~0~1b");
+    }
+
+    #[test]
+    fn a_message_of_several_lines_becomes_one() {
+        let problem = Problem::new("#", "regex parse error:\n    [a-\n    ^\nerror: unclosed");
+        assert_eq!(problem.message, "regex parse error: [a- ^ error: unclosed");
     }
 
     #[test]
