@@ -50,6 +50,21 @@ pub const SPECS: &[Spec] = &[
     },
 ];
 
+/// The spec of `SPECS` that `name` names: its path, its file name, or its file stem
+/// (`openapi/order-processor.yaml`, `order-processor.yaml`, `order-processor`).
+pub fn find_spec(name: &str) -> Option<&'static Spec> {
+    let stem = |path: &str| {
+        Path::new(path)
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .map(str::to_owned)
+    };
+    let wanted = stem(name)?;
+    SPECS
+        .iter()
+        .find(|spec| stem(spec.path).as_deref() == Some(wanted.as_str()))
+}
+
 /// A spec that passed the checks, and its server code.
 pub struct Generated {
     spec_path: String,
@@ -102,4 +117,24 @@ fn format(tokens: TokenStream) -> String {
     let syntax = syn::parse2::<syn::File>(tokens)
         .unwrap_or_else(|err| panic!("the generated code does not parse: {err}"));
     prettyplease::unparse(&syntax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_is_found_by_path_file_name_or_stem() {
+        for name in [
+            "openapi/storage-service.yaml",
+            "storage-service.yaml",
+            "storage-service",
+        ] {
+            assert_eq!(
+                find_spec(name).map(|spec| spec.module),
+                Some("storage_service")
+            );
+        }
+        assert_eq!(find_spec("books-service"), None);
+    }
 }
