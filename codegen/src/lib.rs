@@ -1,19 +1,21 @@
 //! The generator of the Order Processor's contracts: from an OpenAPI 3.0 spec, a typed
 //! poem-openapi server interface (types with the spec's validators, one response enum per
-//! operation, and a `Handlers` trait that hand-written code implements) and a progenitor
-//! client.
+//! operation, a `Handlers` trait that hand-written code implements, and the table of its
+//! routes) and a progenitor client.
 //!
 //! The server generator covers the part of OpenAPI 3.0 that the specs use. Everything else
 //! is refused: the walk over the spec records every such construct with its JSON pointer and
 //! goes on, so that one run reports them all, and no code comes out of a spec with a problem.
 //! A spec can never be served differently from what it says.
 //!
-//! The generated server code expects `poem`, `poem_openapi`, `serde_json`, `regex`, `chrono`
-//! and `uuid` as dependencies of the crate that includes it.
+//! The generated server code names `crate::http::server::ApiRoute`, the type of its `ROUTES`,
+//! and expects `poem`, `poem_openapi`, `serde_json`, `regex`, `chrono` and `uuid` as
+//! dependencies of the crate that includes it.
 
 mod client;
 mod naming;
 mod operations;
+mod routes;
 mod schemas;
 mod server;
 mod spec;

@@ -11,6 +11,7 @@ use quote::{format_ident, quote};
 
 use crate::{
     naming::{field_ident, ident, response_ident, status_variant, variant_ident},
+    routes::RouteData,
     server::{Generator, doc},
     spec::escape_pointer,
 };
@@ -49,6 +50,7 @@ impl Generator<'_> {
                     "path-level parameters are not supported; declare them on each operation",
                 );
             }
+            let mut route = RouteData::new(path);
             for (method, operation) in item.iter() {
                 let pointer = format!("{path_pointer}/{method}");
                 let Some(operation_id) = &operation.operation_id else {
@@ -62,6 +64,7 @@ impl Generator<'_> {
                     );
                     continue;
                 }
+                route.add_operation(method, operation);
                 let generated = self.operation(path, method, operation_id, operation, &pointer);
                 if let Some(generated) = generated {
                     items.push(generated.response);
@@ -69,6 +72,7 @@ impl Generator<'_> {
                     api_methods.push(generated.api_method);
                 }
             }
+            self.routes.push(route);
         }
         quote! {
             #(#items)*

@@ -6,7 +6,7 @@ use openapiv3::OpenAPI;
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::{naming::variant_ident, spec::Problem};
+use crate::{naming::variant_ident, routes::RouteData, spec::Problem};
 
 /// Walks one spec; `generate` assembles what it collected.
 pub(crate) struct Generator<'a> {
@@ -25,6 +25,8 @@ pub(crate) struct Generator<'a> {
     pub(crate) property_patterns: Vec<(String, String, String)>,
     /// (operationId, parameter, pattern) of each patterned parameter.
     pub(crate) parameter_patterns: Vec<(String, String, String)>,
+    /// The paths with their methods and header parameters, for `ROUTES`.
+    pub(crate) routes: Vec<RouteData>,
 }
 
 /// The server interface of `spec`, or every problem that stands in the way.
@@ -40,6 +42,7 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
     let service = generator.service();
     let patterns = generator.compiled_patterns();
     let api = generator.documented_api();
+    let routes = generator.route_table();
     Ok(quote! {
         use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, payload::Json, types::{ParseError, ParseFromJSON}};
 
@@ -95,6 +98,7 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
         #api
         #(#examples)*
         #service
+        #routes
     })
 }
 
@@ -115,6 +119,7 @@ impl<'a> Generator<'a> {
             patterns: Vec::new(),
             property_patterns: Vec::new(),
             parameter_patterns: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
