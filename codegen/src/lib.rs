@@ -38,12 +38,13 @@ pub struct Spec {
     pub client: bool,
 }
 
-/// The project's specs.
+/// The project's specs. The Order Processor's own client lives in the SDK, generated from the
+/// SDK's copy of its spec.
 pub const SPECS: &[Spec] = &[
     Spec {
         path: "openapi/order-processor.yaml",
         module: "order_processor",
-        client: true,
+        client: false,
     },
     Spec {
         path: "openapi/storage-service.yaml",
@@ -51,6 +52,17 @@ pub const SPECS: &[Spec] = &[
         client: true,
     },
 ];
+
+/// The paths of `SPECS`, for what only reads the specs.
+pub const SPEC_PATHS: [&str; SPECS.len()] = {
+    let mut paths = [""; SPECS.len()];
+    let mut index = 0;
+    while index < SPECS.len() {
+        paths[index] = SPECS[index].path;
+        index += 1;
+    }
+    paths
+};
 
 /// The spec of `SPECS` that `name` names: its path, its file name, or its file stem
 /// (`openapi/order-processor.yaml`, `order-processor.yaml`, `order-processor`).
