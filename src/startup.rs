@@ -58,7 +58,8 @@ impl Application {
     ) -> io::Result<Self> {
         let orders = Arc::new(OrderService::new(storage));
         tokio::spawn(recovery::run(Arc::downgrade(&orders), recovery));
-        let app = server::app::<_, ApiProblem>(api::service(OrdersApi::new(orders))).boxed();
+        let app =
+            server::app::<_, ApiProblem>(api::service(OrdersApi::new(orders)), api::ROUTES).boxed();
         Ok(Self {
             server: Server::bind(addr).await?,
             app,

@@ -47,57 +47,54 @@ const HEALTH_PATHS: [&str; 3] = ["/health", "/health/live", "/health/ready"];
 /// Longest method logged; a longer one is cut. Every method the services answer is shorter.
 const MAX_LOGGED_METHOD_CHARS: usize = 16;
 
+/// A path of an API as its generated `ROUTES` lists it: the methods it answers and the
+/// header parameters that each method's operation declares.
+#[derive(Debug)]
+pub struct ApiRoute {
+    pub template: &'static str,
+    pub methods: &'static [Method],
+    pub headers: &'static [(Method, &'static str)],
+}
+
+/// The routes that the docs add to every API.
+const DOCS_ROUTES: &[ApiRoute] = &[
+    ApiRoute {
+        template: "/docs",
+        methods: &[Method::GET],
+        headers: &[],
+    },
+    ApiRoute {
+        template: "/openapi.json",
+        methods: &[Method::GET],
+        headers: &[],
+    },
+    ApiRoute {
+        template: "/openapi.yaml",
+        methods: &[Method::GET],
+        headers: &[],
+    },
+];
+
 /// The paths the service answers, as route templates with their methods: for the `Allow`
 /// header of a 405 and for the route name in the access log.
 struct RouteTable(Vec<RouteEntry>);
 
 struct RouteEntry {
-    template: String,
-    segments: Vec<String>,
-    methods: Vec<Method>,
-    /// The header parameters of each method's operation.
-    headers: Vec<(Method, String)>,
+    route: &'static ApiRoute,
+    segments: Vec<&'static str>,
 }
 
 impl RouteTable {
-    fn from_spec(spec_json: &str) -> Self {
-        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
-        let mut entries: Vec<RouteEntry> = spec["paths"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(template, operations)| {
-                let operations: Vec<(Method, &serde_json::Value)> = operations
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(method, operation)| {
-                        Some((method.to_uppercase().parse().ok()?, operation))
-                    })
-                    .collect();
-                let mut entry = RouteEntry::new(
-                    template,
-                    operations
-                        .iter()
-                        .map(|(method, _)| method.clone())
-                        .collect(),
-                );
-                for (method, operation) in operations {
-                    for parameter in operation["parameters"].as_array().into_iter().flatten() {
-                        if let (Some("header"), Some(name)) =
-                            (parameter["in"].as_str(), parameter["name"].as_str())
-                        {
-                            entry.headers.push((method.clone(), name.to_owned()));
-                        }
-                    }
-                }
-                entry
-            })
-            .collect();
-        for template in ["/docs", "/openapi.json", "/openapi.yaml"] {
-            entries.push(RouteEntry::new(template, vec![Method::GET]));
-        }
-        Self(entries)
+    /// The API's routes, then the docs routes.
+    fn new(api_routes: &'static [ApiRoute]) -> Self {
+        let entries = api_routes
+            .iter()
+            .chain(DOCS_ROUTES)
+            .map(|route| RouteEntry {
+                route,
+                segments: route.template.trim_end_matches('/').split('/').collect(),
+            });
+        Self(entries.collect())
     }
 
     /// The route of `path`. It runs twice on every request, so it walks the path's
@@ -108,38 +105,26 @@ impl RouteTable {
             let mut segments = path.split('/');
             entry.segments.iter().all(|pattern| {
                 segments.next().is_some_and(|segment| {
-                    (pattern.starts_with('{') && !segment.is_empty()) || pattern == segment
+                    (pattern.starts_with('{') && !segment.is_empty()) || *pattern == segment
                 })
             }) && segments.next().is_none()
         })
     }
 }
 
-impl RouteEntry {
-    fn new(template: &str, methods: Vec<Method>) -> Self {
-        Self {
-            template: template.to_owned(),
-            segments: template
-                .trim_end_matches('/')
-                .split('/')
-                .map(str::to_owned)
-                .collect(),
-            methods,
-            headers: Vec::new(),
-        }
-    }
-}
-
 /// The application of one service: its API, Swagger UI at `/docs`, the spec at
-/// `/openapi.json` and `/openapi.yaml`, and the shared middleware. `P` is the service's
-/// generated Problem type.
-pub fn app<T, P>(api: OpenApiService<T, ()>) -> impl Endpoint<Output = Response>
+/// `/openapi.json` and `/openapi.yaml`, and the shared middleware. `routes` is the API's
+/// generated `ROUTES`; `P` is the service's generated Problem type.
+pub fn app<T, P>(
+    api: OpenApiService<T, ()>,
+    routes: &'static [ApiRoute],
+) -> impl Endpoint<Output = Response>
 where
     T: OpenApi + 'static,
     P: From<Problem> + ToJSON + 'static,
 {
     let spec = api.spec();
-    let routes = Arc::new(RouteTable::from_spec(&spec));
+    let routes = Arc::new(RouteTable::new(routes));
     let router = docs::<T>(spec).nest("/", api);
     let allow_routes = routes.clone();
     router
@@ -283,7 +268,7 @@ fn error_response<P: From<Problem> + ToJSON>(err: &poem::Error, routes: &RouteTa
             if let Some(allow) = err
                 .downcast_ref::<RequestPath>()
                 .and_then(|path| routes.find(&path.0))
-                .and_then(|entry| allow_header(&entry.methods))
+                .and_then(|entry| allow_header(entry.route.methods))
             {
                 response.headers_mut().insert(header::ALLOW, allow);
             }
@@ -322,13 +307,14 @@ async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
 ) -> poem::Result<Response> {
     if let Some(entry) = routes.find(request.uri().path()) {
         for (_, name) in entry
+            .route
             .headers
             .iter()
             .filter(|(method, _)| method == request.method())
         {
             if request
                 .headers()
-                .get_all(name.as_str())
+                .get_all(*name)
                 .iter()
                 .any(|value| value.to_str().is_err())
             {
@@ -532,8 +518,7 @@ async fn log_request<E: Endpoint>(
     let method = clipped(request.method().as_str(), MAX_LOGGED_METHOD_CHARS).into_owned();
     let route = routes
         .find(request.uri().path())
-        .map_or("-", |entry| entry.template.as_str())
-        .to_owned();
+        .map_or("-", |entry| entry.route.template);
     let span = tracing::info_span!("request", request_id = request_id.as_str());
     let mut response = endpoint
         .get_response(request)
@@ -542,13 +527,7 @@ async fn log_request<E: Endpoint>(
     let status = response.status().as_u16();
     let latency = started.elapsed();
     span.in_scope(|| {
-        tracing::info!(
-            method = method.as_str(),
-            route = route.as_str(),
-            status,
-            ?latency,
-            "request"
-        );
+        tracing::info!(method = method.as_str(), route, status, ?latency, "request");
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);

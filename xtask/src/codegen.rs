@@ -1,62 +1,24 @@
-//! `cargo xtask codegen --print <spec>`: shows the server and client code that `build.rs`
-//! generates from a spec, as the build writes it to `OUT_DIR`.
+//! `cargo xtask codegen --print <spec>`: shows the server code, and the client where the
+//! service uses one, that `build.rs` generates from a spec, by calling the generator itself.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::SystemTime,
-};
+use std::path::Path;
 
-use crate::{services::target_dir, step};
+use order_processor_codegen::{find_spec, generate};
 
 pub fn print(root: &Path, spec: &str) -> Result<(), String> {
     // `openapi/order-processor.yaml`, `order-processor.yaml` and `order-processor` all name
-    // the module `order_processor`.
-    let stem = Path::new(spec)
-        .file_stem()
-        .and_then(|stem| stem.to_str())
-        .ok_or_else(|| format!("{spec} does not name a spec"))?;
-    if !root.join("openapi").join(format!("{stem}.yaml")).exists() {
-        return Err(format!("openapi/{stem}.yaml does not exist"));
-    }
-    let module = stem.replace('-', "_");
-    step::cargo(
-        root,
-        "build the generated code",
-        &["build", "--quiet", "-p", "order-processor", "--lib"],
-    )?;
-    let out_dir = newest_out_dir(root, &module)?;
-    for kind in ["server", "client"] {
-        let file = out_dir.join(format!("{module}_{kind}.rs"));
-        let code = fs::read_to_string(&file)
-            .map_err(|err| format!("cannot read {}: {err}", file.display()))?;
-        println!("// ===== {} =====\n{code}", file.display());
+    // the same spec.
+    let spec =
+        find_spec(spec).ok_or_else(|| format!("{spec} is not one of the project's specs"))?;
+    let generated = generate(root.join(spec.path)).map_err(|errors| errors.to_string())?;
+    println!(
+        "// ===== {}_server.rs =====\n{}",
+        spec.module,
+        generated.server()
+    );
+    if spec.client {
+        let client = generated.client().map_err(|errors| errors.to_string())?;
+        println!("// ===== {}_client.rs =====\n{client}", spec.module);
     }
     Ok(())
-}
-
-/// The `OUT_DIR` of the most recent build of the root crate's build script: earlier builds
-/// with other settings leave their own directories behind.
-fn newest_out_dir(root: &Path, module: &str) -> Result<PathBuf, String> {
-    let build = target_dir(root).join("debug").join("build");
-    let entries =
-        fs::read_dir(&build).map_err(|err| format!("cannot read {}: {err}", build.display()))?;
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("order-processor-")
-        })
-        .map(|entry| entry.path().join("out"))
-        .filter_map(|out| {
-            let modified = fs::metadata(out.join(format!("{module}_server.rs")))
-                .and_then(|m| m.modified())
-                .ok()?;
-            Some((modified, out))
-        })
-        .max_by_key(|(modified, _): &(SystemTime, PathBuf)| *modified)
-        .map(|(_, out)| out)
-        .ok_or_else(|| format!("no generated code for {module} under {}", build.display()))
 }

@@ -4,10 +4,8 @@ use std::{path::Path, process::Command};
 
 use crate::{python, step};
 
-pub const SPECS: &[&str] = &[
-    "openapi/order-processor.yaml",
-    "openapi/storage-service.yaml",
-];
+/// The project's specs, from the generator's list.
+pub const SPECS: &[&str] = &order_processor_codegen::SPEC_PATHS;
 
 pub fn validate(root: &Path) -> Result<(), String> {
     let bin = python::venv(root)?;
