@@ -78,3 +78,46 @@ impl Unexpected {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> std::io::Error {
+        std::io::Error::other("connection refused")
+    }
+
+    #[test]
+    fn an_unavailability_is_answered_with_its_own_503() {
+        let problem = Unexpected::unavailable(failure(), "retry later")
+            .with_order_id(Some(uuid::Uuid::nil()))
+            .into_problem("get_order", StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            problem,
+            Problem::new(problem::STORAGE_UNAVAILABLE, "retry later")
+                .with_order_id(uuid::Uuid::nil())
+        );
+    }
+
+    #[test]
+    fn an_unavailability_where_only_a_500_is_documented_is_an_internal_error() {
+        let problem = Unexpected::unavailable(failure(), "retry later")
+            .into_problem("get_order", StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(problem, Problem::new(problem::INTERNAL, INTERNAL_DETAIL));
+    }
+
+    #[test]
+    fn an_internal_error_says_nothing_of_its_cause_unless_given_a_detail() {
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        let plain = Unexpected::internal(failure()).into_problem("create_order", status);
+        assert_eq!(plain, Problem::new(problem::INTERNAL, INTERNAL_DETAIL));
+        let detailed = Unexpected::internal(failure())
+            .with_detail("the order failed: no stock")
+            .into_problem("create_order", status);
+        assert_eq!(
+            detailed.detail.as_deref(),
+            Some("the order failed: no stock")
+        );
+        assert!(!Unexpected::internal(failure()).is_unavailable());
+    }
+}
