@@ -8,9 +8,13 @@
 //! goes on, so that one run reports them all, and no code comes out of a spec with a problem.
 //! A spec can never be served differently from what it says.
 //!
-//! The generated server code names `crate::http::server::ApiRoute`, the type of its `ROUTES`,
-//! and expects `poem`, `poem_openapi`, `serde_json`, `regex`, `chrono` and `uuid` as
-//! dependencies of the crate that includes it.
+//! The generated server code names two items of the crate that includes it:
+//! `crate::http::server::ApiRoute`, the type of its `ROUTES`, and
+//! `crate::http::unexpected::{Unexpected, RETRY_AFTER_SECONDS}`: the handler of an operation
+//! that documents a 500 returns `Result<_, Unexpected>`, and the response enum's
+//! `From<Unexpected>` answers it with the 500, or the 503 (with `Retry-After`) for an
+//! unavailability. It expects `poem`, `poem_openapi`, `serde_json`, `regex`, `chrono` and `uuid`
+//! as dependencies of that crate.
 
 mod client;
 mod naming;

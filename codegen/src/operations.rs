@@ -19,6 +19,16 @@ use crate::{
 /// Statuses other than 400 that poem gives to a request it cannot parse.
 const PARSE_FAILURE_STATUSES: &[u16] = &[413, 415];
 
+/// The module of the crate that includes the generated code where `Unexpected`, the error of
+/// a handler that answers 500 or 503, and `RETRY_AFTER_SECONDS` are defined.
+const UNEXPECTED_MODULE: &str = "crate::http::unexpected";
+
+/// A response enum, and whether it answers a handler's `Unexpected` error.
+struct GeneratedResponses {
+    items: TokenStream,
+    answers_unexpected: bool,
+}
+
 struct GeneratedOperation {
     response: TokenStream,
     trait_method: TokenStream,
@@ -178,17 +188,29 @@ impl Generator<'_> {
         };
         let poem_path = path.replace('{', ":").replace('}', "");
         let poem_path = poem_path.as_str();
+        let responses = responses?;
+        // An operation that documents a 500 lets its handler fail with `Unexpected`, which the
+        // response enum turns into the documented 500 or 503.
+        let (output, answer) = if responses.answers_unexpected {
+            let unexpected = unexpected_type();
+            (
+                quote!(Result<#response_ident, #unexpected>),
+                quote!(.unwrap_or_else(#response_ident::from)),
+            )
+        } else {
+            (quote!(#response_ident), quote!())
+        };
         Some(GeneratedOperation {
-            response: responses?,
+            response: responses.items,
             trait_method: quote! {
                 #[doc = #summary]
-                fn #op_ident(&self, #(#trait_args),*) -> impl Future<Output = #response_ident> + Send;
+                fn #op_ident(&self, #(#trait_args),*) -> impl Future<Output = #output> + Send;
             },
             api_method: quote! {
                 #[doc = #text]
                 #[oai(path = #poem_path, method = #method, operation_id = #operation_id #(, tag = #tags)*)]
                 async fn #op_ident(&self, #(#params),*) -> #response_ident {
-                    self.0.#op_ident(#(#call_args),*).await
+                    self.0.#op_ident(#(#call_args),*).await #answer
                 }
             },
         })
@@ -368,7 +390,7 @@ impl Generator<'_> {
         operation: &Operation,
         parses_request: bool,
         pointer: &str,
-    ) -> Option<TokenStream> {
+    ) -> Option<GeneratedResponses> {
         let before = self.problems.len();
         let responses = &operation.responses;
         let pointer = format!("{pointer}/responses");
@@ -381,6 +403,8 @@ impl Generator<'_> {
         let mut variants = Vec::new();
         let mut error_arms = Vec::new();
         let mut bad_request = None;
+        let mut internal = None;
+        let mut unavailable = None;
         for (status, response) in &responses.responses {
             let StatusCode::Code(code) = status else {
                 self.refuse(&pointer, "status ranges are not supported");
@@ -400,6 +424,19 @@ impl Generator<'_> {
             let (Some(variant), Ok(body), Some(headers)) = (variant, body, headers) else {
                 continue;
             };
+            match code {
+                500 if body.is_none() || !response.headers.is_empty() => self.refuse(
+                    &response_pointer,
+                    "a 500 response answers unexpected errors: it needs a body and no headers",
+                ),
+                500 => internal = Some(variant.clone()),
+                503 if body.is_none() || !only_retry_after(response) => self.refuse(
+                    &response_pointer,
+                    "a 503 response answers unexpected errors: it needs a body and no header but Retry-After",
+                ),
+                503 => unavailable = Some((variant.clone(), retry_after(response))),
+                _ => {}
+            }
             let doc = doc(Some(&response.description));
             let fields = body.iter().map(|ty| quote!(Json<#ty>)).chain(headers);
             variants.push(quote!(#doc #[oai(status = #code)] #variant(#(#fields),*)));
@@ -459,11 +496,19 @@ impl Generator<'_> {
             handler_attr = quote!();
             handler = quote!();
         }
-        Some(quote! {
-            #[derive(ApiResponse, Debug)]
-            #handler_attr
-            pub enum #response_ident { #(#variants),* }
-            #handler
+        let answers_unexpected = internal.is_some();
+        let from_unexpected = internal.map(|internal| {
+            answer_unexpected(response_ident, operation_id, &internal, unavailable)
+        });
+        Some(GeneratedResponses {
+            items: quote! {
+                #[derive(ApiResponse, Debug)]
+                #handler_attr
+                pub enum #response_ident { #(#variants),* }
+                #handler
+                #from_unexpected
+            },
+            answers_unexpected,
         })
     }
 
@@ -507,6 +552,70 @@ impl Generator<'_> {
             headers.push(quote!(#doc #[oai(header = #name)] #ty));
         }
         (self.problems.len() == before).then_some(headers)
+    }
+}
+
+fn unexpected_type() -> TokenStream {
+    let module: syn::Path =
+        syn::parse_str(UNEXPECTED_MODULE).expect("UNEXPECTED_MODULE is a Rust path");
+    quote!(#module::Unexpected)
+}
+
+/// Whether a response declares no header but `Retry-After`.
+fn only_retry_after(response: &Response) -> bool {
+    response
+        .headers
+        .keys()
+        .all(|name| name.eq_ignore_ascii_case("Retry-After"))
+}
+
+/// Whether a response declares `Retry-After`, and if so whether it is required.
+fn retry_after(response: &Response) -> Option<bool> {
+    response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("Retry-After"))
+        .map(|(_, header)| matches!(header, ReferenceOr::Item(header) if header.required))
+}
+
+/// `From<Unexpected>` for a response enum with a 500 variant (`internal`) and maybe a 503
+/// (`unavailable`, with whether its `Retry-After` is declared and required): an unavailability
+/// is answered with the 503 where there is one, everything else with the 500.
+fn answer_unexpected(
+    response_ident: &Ident,
+    operation_id: &str,
+    internal: &Ident,
+    unavailable: Option<(Ident, Option<bool>)>,
+) -> TokenStream {
+    let module: syn::Path =
+        syn::parse_str(UNEXPECTED_MODULE).expect("UNEXPECTED_MODULE is a Rust path");
+    let unexpected = unexpected_type();
+    let internal = quote! {
+        Self::#internal(Json(unexpected.into_problem(#operation_id, poem::http::StatusCode::INTERNAL_SERVER_ERROR).into()))
+    };
+    let body = match unavailable {
+        Some((variant, retry_after)) => {
+            let retry_after = match retry_after {
+                None => quote!(),
+                Some(true) => quote!(, #module::RETRY_AFTER_SECONDS),
+                Some(false) => quote!(, Some(#module::RETRY_AFTER_SECONDS)),
+            };
+            quote! {
+                if unexpected.is_unavailable() {
+                    Self::#variant(Json(unexpected.into_problem(#operation_id, poem::http::StatusCode::SERVICE_UNAVAILABLE).into()) #retry_after)
+                } else {
+                    #internal
+                }
+            }
+        }
+        None => internal,
+    };
+    quote! {
+        impl From<#unexpected> for #response_ident {
+            fn from(unexpected: #unexpected) -> Self {
+                #body
+            }
+        }
     }
 }
 

@@ -119,6 +119,12 @@ const REFUSED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "internal-error-without-body",
+        &[
+            "#/paths/~1things~1{id}/get/responses/500: a 500 response answers unexpected errors: it needs a body and no headers",
+        ],
+    ),
+    (
         "invalid-pattern",
         &[
             "#/components/schemas/Thing/properties/weight: pattern \"[a-\": regex parse error: [a- ^ error: unclosed character class",
@@ -261,6 +267,12 @@ const REFUSED: &[(&str, &[&str])] = &[
     (
         "unknown-status",
         &["#/paths/~1things~1{id}/get/responses/418: status 418 is not supported"],
+    ),
+    (
+        "unavailable-with-other-header",
+        &[
+            "#/paths/~1things~1{id}/get/responses/503: a 503 response answers unexpected errors: it needs a body and no header but Retry-After",
+        ],
     ),
     ("version-3-1", &["#/openapi: version 3.1.0 is not 3.0.x"]),
 ];

@@ -8,6 +8,7 @@ pub mod orders_api;
 pub mod problem;
 pub mod server;
 pub mod storage_api;
+pub mod unexpected;
 pub(crate) mod wire;
 
 /// What a 503 asks the caller to wait, in seconds: long enough for a restarting Storage

@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 
 use crate::{
@@ -20,12 +21,12 @@ use crate::{
         HealthResponse, HealthStatus, ListUserOrdersResponse, Order as ApiOrder, OrderPage,
         OrderStatus as ApiOrderStatus, Problem as ApiProblem,
     },
-    telemetry::ErrorChain,
 };
 
 use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
+    unexpected::Unexpected,
     wire::{self, order_to_wire, same_variants},
 };
 
@@ -46,21 +47,11 @@ fn problem_body(problem: Problem) -> Json<ApiProblem> {
     Json(problem.into())
 }
 
-/// Logs an infrastructure error with its chain; the caller only learns its kind.
-fn log_unavailable(err: &dyn std::error::Error) -> Json<ApiProblem> {
-    tracing::warn!(error = %ErrorChain(err), "storage unavailable");
-    problem_body(Problem::new(
-        problem::STORAGE_UNAVAILABLE,
-        "the storage did not answer; retry later",
-    ))
-}
+/// The detail of a 503: the caller only learns the kind of the infrastructure error.
+const STORAGE_DID_NOT_ANSWER: &str = "the storage did not answer; retry later";
 
-fn log_internal(err: &dyn std::error::Error) -> Json<ApiProblem> {
-    tracing::error!(error = %ErrorChain(err), "unexpected storage error");
-    problem_body(Problem::new(
-        problem::INTERNAL,
-        "an unexpected error occurred",
-    ))
+fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Unexpected {
+    Unexpected::unavailable(err, STORAGE_DID_NOT_ANSWER)
 }
 
 same_variants!(OrderStatus => ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
@@ -77,10 +68,10 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
         &self,
         idempotency_key: Option<String>,
         body: CreateOrderRequest,
-    ) -> CreateOrderResponse {
+    ) -> Result<CreateOrderResponse, Unexpected> {
         let request = match wire::order_request(&body.book_id, &body.user_id, body.quantity) {
             Ok(request) => request,
-            Err(problem) => return CreateOrderResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(CreateOrderResponse::BadRequest(problem_body(problem))),
         };
         let key = match idempotency_key
             .as_deref()
@@ -89,41 +80,40 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
         {
             Ok(key) => key,
             Err(err) => {
-                return CreateOrderResponse::BadRequest(problem_body(Problem::invalid_field(
-                    "Idempotency-Key",
-                    err.0,
+                return Ok(CreateOrderResponse::BadRequest(problem_body(
+                    Problem::invalid_field("Idempotency-Key", err.0),
                 )));
             }
         };
         let placed = match self.orders.place(request, key.as_ref()).await {
             Ok(placed) => placed,
             Err(PlaceOrderError::UnknownBook) => {
-                return CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
-                    problem::UNKNOWN_BOOK,
-                    "no book in the catalogue has this bookId",
+                return Ok(CreateOrderResponse::UnprocessableEntity(problem_body(
+                    Problem::new(
+                        problem::UNKNOWN_BOOK,
+                        "no book in the catalogue has this bookId",
+                    ),
                 )));
             }
             Err(PlaceOrderError::IdempotencyKeyReused) => {
-                return CreateOrderResponse::UnprocessableEntity(problem_body(Problem::new(
-                    problem::IDEMPOTENCY_KEY_REUSED,
-                    "this Idempotency-Key was already used with another body; use a new key for a new order",
+                return Ok(CreateOrderResponse::UnprocessableEntity(problem_body(
+                    Problem::new(
+                        problem::IDEMPOTENCY_KEY_REUSED,
+                        "this Idempotency-Key was already used with another body; use a new key for a new order",
+                    ),
                 )));
             }
             Err(PlaceOrderError::Unavailable { order_id, source }) => {
-                let mut body = log_unavailable(&source);
-                body.0.order_id = order_id.map(|id| id.0);
-                return CreateOrderResponse::ServiceUnavailable(body, RETRY_AFTER_SECONDS);
+                return Err(unavailable(source).with_order_id(order_id.map(|id| id.0)));
             }
-            Err(PlaceOrderError::Internal(err)) => {
-                return CreateOrderResponse::InternalServerError(log_internal(&err));
-            }
+            Err(PlaceOrderError::Internal(err)) => return Err(Unexpected::internal(err)),
         };
         // Absent rather than `false` on a first answer, as clients of other APIs that send
         // this header expect.
         let replayed = placed.replayed.then_some(true);
         let order = placed.order;
         let reason = order.reason.clone();
-        match order.status {
+        Ok(match order.status {
             // A keyed retry of a purchase that was confirmed and cancelled since: its outcome
             // was the sale, and the order says where it stands now.
             OrderStatus::Confirmed | OrderStatus::Cancelled => {
@@ -140,71 +130,66 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
                 ),
                 replayed,
             ),
-            OrderStatus::Failed => CreateOrderResponse::InternalServerError(problem_body(
-                Problem::new(
-                    problem::INTERNAL,
-                    format!(
-                        "the order failed: {}",
-                        reason.as_deref().unwrap_or("processing failed")
-                    ),
-                )
-                .with_order_id(order.id.0),
-            )),
+            OrderStatus::Failed => {
+                let reason = reason.as_deref().unwrap_or("processing failed");
+                return Err(
+                    Unexpected::internal(format!("order {} failed: {reason}", order.id))
+                        .with_detail(format!("the order failed: {reason}"))
+                        .with_order_id(Some(order.id.0)),
+                );
+            }
             OrderStatus::Pending => {
-                tracing::error!(order_id = %order.id, "an order came back from the flow still pending");
-                CreateOrderResponse::InternalServerError(problem_body(Problem::new(
-                    problem::INTERNAL,
-                    "an unexpected error occurred",
-                )))
+                return Err(Unexpected::internal(format!(
+                    "order {} came back from the flow still pending",
+                    order.id
+                )));
             }
-        }
+        })
     }
 
-    async fn cancel_order(&self, id: uuid::Uuid, body: CancelOrderRequest) -> CancelOrderResponse {
-        match self
-            .orders
-            .cancel(OrderId(id), body.reason.as_deref())
-            .await
-        {
-            Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
-            Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(problem_body(
-                Problem::new(problem::NOT_FOUND, "no order has this id"),
-            )),
-            Err(CancelOrderError::NotConfirmed(status)) => {
-                let why = match status {
-                    OrderStatus::Pending => "it is still being processed; try again shortly",
-                    _ => "it holds no stock to give back",
-                };
-                CancelOrderResponse::Conflict(problem_body(
-                    Problem::new(
-                        problem::NOT_CANCELLABLE,
-                        format!("order {id} is {}: {why}", status.as_str()),
-                    )
-                    .with_order_id(id),
-                ))
-            }
-            Err(CancelOrderError::Unavailable(err)) => {
-                CancelOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
-            }
-            Err(CancelOrderError::Internal(err)) => {
-                CancelOrderResponse::InternalServerError(log_internal(&err))
-            }
-        }
+    async fn cancel_order(
+        &self,
+        id: uuid::Uuid,
+        body: CancelOrderRequest,
+    ) -> Result<CancelOrderResponse, Unexpected> {
+        Ok(
+            match self
+                .orders
+                .cancel(OrderId(id), body.reason.as_deref())
+                .await
+            {
+                Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
+                Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(problem_body(
+                    Problem::new(problem::NOT_FOUND, "no order has this id"),
+                )),
+                Err(CancelOrderError::NotConfirmed(status)) => {
+                    let why = match status {
+                        OrderStatus::Pending => "it is still being processed; try again shortly",
+                        _ => "it holds no stock to give back",
+                    };
+                    CancelOrderResponse::Conflict(problem_body(
+                        Problem::new(
+                            problem::NOT_CANCELLABLE,
+                            format!("order {id} is {}: {why}", status.as_str()),
+                        )
+                        .with_order_id(id),
+                    ))
+                }
+                Err(CancelOrderError::Unavailable(err)) => return Err(unavailable(err)),
+                Err(CancelOrderError::Internal(err)) => return Err(Unexpected::internal(err)),
+            },
+        )
     }
 
-    async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
-        match self.orders.order(OrderId(id)).await {
+    async fn get_order(&self, id: uuid::Uuid) -> Result<GetOrderResponse, Unexpected> {
+        Ok(match self.orders.order(OrderId(id)).await {
             Ok(order) => GetOrderResponse::Ok(Json(order.into())),
             Err(ReadOrderError::NotFound) => GetOrderResponse::NotFound(problem_body(
                 Problem::new(problem::NOT_FOUND, "no order has this id"),
             )),
-            Err(ReadOrderError::Unavailable(err)) => {
-                GetOrderResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
-            }
-            Err(ReadOrderError::Internal(err)) => {
-                GetOrderResponse::InternalServerError(log_internal(&err))
-            }
-        }
+            Err(ReadOrderError::Unavailable(err)) => return Err(unavailable(err)),
+            Err(ReadOrderError::Internal(err)) => return Err(Unexpected::internal(err)),
+        })
     }
 
     async fn list_user_orders(
@@ -212,12 +197,12 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
         user_id: String,
         limit: i32,
         cursor: Option<String>,
-    ) -> ListUserOrdersResponse {
+    ) -> Result<ListUserOrdersResponse, Unexpected> {
         let query = match wire::order_query(Some(&user_id), limit, cursor) {
             Ok(query) => query,
-            Err(problem) => return ListUserOrdersResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(ListUserOrdersResponse::BadRequest(problem_body(problem))),
         };
-        match self.orders.orders(&query).await {
+        Ok(match self.orders.orders(&query).await {
             Ok(page) => ListUserOrdersResponse::Ok(Json(page.into())),
             Err(ListOrdersError::InvalidCursor) => {
                 ListUserOrdersResponse::BadRequest(problem_body(Problem::invalid_field(
@@ -225,14 +210,9 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
                     "the cursor cannot be read",
                 )))
             }
-            Err(ListOrdersError::Unavailable(err)) => ListUserOrdersResponse::ServiceUnavailable(
-                log_unavailable(&err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(ListOrdersError::Internal(err)) => {
-                ListUserOrdersResponse::InternalServerError(log_internal(&err))
-            }
-        }
+            Err(ListOrdersError::Unavailable(err)) => return Err(unavailable(err)),
+            Err(ListOrdersError::Internal(err)) => return Err(Unexpected::internal(err)),
+        })
     }
 
     async fn health(&self) -> HealthResponse {
@@ -246,13 +226,14 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
     async fn health_ready(&self) -> HealthReadyResponse {
         match tokio::time::timeout(READY_DEADLINE, self.orders.storage().ping()).await {
             Ok(Ok(())) => HealthReadyResponse::Ok(up()),
-            Ok(Err(err)) => {
-                HealthReadyResponse::ServiceUnavailable(log_unavailable(&err), RETRY_AFTER_SECONDS)
-            }
-            Err(elapsed) => HealthReadyResponse::ServiceUnavailable(
-                log_unavailable(&elapsed),
-                RETRY_AFTER_SECONDS,
-            ),
+            Ok(Err(err)) => not_ready(unavailable(err)),
+            Err(elapsed) => not_ready(unavailable(elapsed)),
         }
     }
+}
+
+/// The 503 of readiness, the only error it documents.
+fn not_ready(unexpected: Unexpected) -> HealthReadyResponse {
+    let problem = unexpected.into_problem("health_ready", StatusCode::SERVICE_UNAVAILABLE);
+    HealthReadyResponse::ServiceUnavailable(problem_body(problem), RETRY_AFTER_SECONDS)
 }

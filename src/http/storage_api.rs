@@ -9,7 +9,7 @@
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use poem::{Endpoint, Response};
+use poem::{Endpoint, Response, http::StatusCode};
 use poem_openapi::payload::Json;
 
 use crate::{
@@ -34,9 +34,9 @@ use crate::{
 };
 
 use super::{
-    RETRY_AFTER_SECONDS,
     problem::{self, Problem},
     server::{self, Running, Server},
+    unexpected::Unexpected,
     wire::{self, order_to_wire, same_variants},
 };
 
@@ -75,24 +75,10 @@ fn problem_body(problem: Problem) -> Json<ApiProblem> {
     Json(problem.into())
 }
 
-/// Logs a storage error, or an outcome the operation does not expect, with its whole chain;
-/// the caller only learns that something went wrong.
-fn internal(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
-    tracing::error!(operation, error = %ErrorChain(err), "storage operation failed");
-    problem_body(Problem::new(
-        problem::INTERNAL,
-        "an unexpected error occurred",
-    ))
-}
-
-/// The database is away or saturated: logged, and answered as a 503 that invites a retry,
-/// since every operation can be repeated safely.
-fn unavailable(operation: &'static str, err: &StorageError) -> Json<ApiProblem> {
-    tracing::warn!(operation, error = %ErrorChain(err), "the database is unavailable");
-    problem_body(Problem::new(
-        problem::STORAGE_UNAVAILABLE,
-        "the database does not answer; try again shortly",
-    ))
+/// The database is away or saturated: answered as a 503 that invites a retry, since every
+/// operation can be repeated safely.
+fn unavailable(err: StorageError) -> Unexpected {
+    Unexpected::unavailable(err, "the database does not answer; try again shortly")
 }
 
 fn refused(detail: String) -> Json<ApiProblem> {
@@ -229,55 +215,50 @@ impl<S: OrderStore> StorageApi<S> {
 }
 
 impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
-    async fn list_books(&self) -> ListBooksResponse {
-        match self.storage.books().await {
+    async fn list_books(&self) -> Result<ListBooksResponse, Unexpected> {
+        Ok(match self.storage.books().await {
             Ok(books) => ListBooksResponse::Ok(Json(BookList {
                 items: books.into_iter().map(Into::into).collect(),
             })),
-            Err(err @ StorageError::Unavailable(_)) => ListBooksResponse::ServiceUnavailable(
-                unavailable("list_books", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => ListBooksResponse::InternalServerError(internal("list_books", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
-    async fn get_book(&self, id: String) -> GetBookResponse {
+    async fn get_book(&self, id: String) -> Result<GetBookResponse, Unexpected> {
         let id = match book_id(&id, "id") {
             Ok(id) => id,
-            Err(problem) => return GetBookResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(GetBookResponse::BadRequest(problem_body(problem))),
         };
-        match self.storage.book(&id).await {
+        Ok(match self.storage.book(&id).await {
             Ok(book) => GetBookResponse::Ok(Json(book.into())),
             Err(StorageError::NotFound) => GetBookResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => GetBookResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => GetBookResponse::ServiceUnavailable(
-                unavailable("get_book", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => GetBookResponse::InternalServerError(internal("get_book", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
-    async fn put_book(&self, id: String, body: BookInput) -> PutBookResponse {
+    async fn put_book(&self, id: String, body: BookInput) -> Result<PutBookResponse, Unexpected> {
         let book = match book_id(&id, "id")
             .and_then(|id| book_details(body).map(|details| details.with_id(id)))
         {
             Ok(book) => book,
-            Err(problem) => return PutBookResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(PutBookResponse::BadRequest(problem_body(problem))),
         };
-        match self.storage.put_book(&book).await {
+        Ok(match self.storage.put_book(&book).await {
             Ok(book) => PutBookResponse::Ok(Json(book.into())),
             Err(StorageError::Refused(detail)) => PutBookResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => PutBookResponse::ServiceUnavailable(
-                unavailable("put_book", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => PutBookResponse::InternalServerError(internal("put_book", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
-    async fn set_book_quantity(&self, id: String, body: QuantityUpdate) -> SetBookQuantityResponse {
+    async fn set_book_quantity(
+        &self,
+        id: String,
+        body: QuantityUpdate,
+    ) -> Result<SetBookQuantityResponse, Unexpected> {
         let parsed = book_id(&id, "id").and_then(|id| {
             Stock::new(body.quantity)
                 .map(|stock| (id, stock))
@@ -285,22 +266,17 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
         });
         let (id, stock) = match parsed {
             Ok(parsed) => parsed,
-            Err(problem) => return SetBookQuantityResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(SetBookQuantityResponse::BadRequest(problem_body(problem))),
         };
-        match self.storage.set_stock(&id, stock).await {
+        Ok(match self.storage.set_stock(&id, stock).await {
             Ok(book) => SetBookQuantityResponse::Ok(Json(book.into())),
             Err(StorageError::NotFound) => SetBookQuantityResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => {
                 SetBookQuantityResponse::BadRequest(refused(detail))
             }
-            Err(err @ StorageError::Unavailable(_)) => SetBookQuantityResponse::ServiceUnavailable(
-                unavailable("set_book_quantity", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => {
-                SetBookQuantityResponse::InternalServerError(internal("set_book_quantity", &err))
-            }
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
     async fn list_orders(
@@ -310,31 +286,28 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
         created_before: Option<DateTime<Utc>>,
         limit: i32,
         cursor: Option<String>,
-    ) -> ListOrdersResponse {
+    ) -> Result<ListOrdersResponse, Unexpected> {
         let query = match order_query(user_id, status, created_before, limit, cursor) {
             Ok(query) => query,
-            Err(problem) => return ListOrdersResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(ListOrdersResponse::BadRequest(problem_body(problem))),
         };
-        match self.storage.orders(&query).await {
+        Ok(match self.storage.orders(&query).await {
             Ok(page) => ListOrdersResponse::Ok(Json(page.into())),
             Err(StorageError::InvalidCursor) => ListOrdersResponse::BadRequest(problem_body(
                 Problem::invalid_field("cursor", "the cursor is not one this service issued"),
             )),
             Err(StorageError::Refused(detail)) => ListOrdersResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => ListOrdersResponse::ServiceUnavailable(
-                unavailable("list_orders", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => ListOrdersResponse::InternalServerError(internal("list_orders", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
-    async fn create_order(&self, body: ApiNewOrder) -> CreateOrderResponse {
+    async fn create_order(&self, body: ApiNewOrder) -> Result<CreateOrderResponse, Unexpected> {
         let order = match new_order(body) {
             Ok(order) => order,
-            Err(problem) => return CreateOrderResponse::BadRequest(problem_body(problem)),
+            Err(problem) => return Ok(CreateOrderResponse::BadRequest(problem_body(problem))),
         };
-        match self.storage.create_order(&order).await {
+        Ok(match self.storage.create_order(&order).await {
             Ok(recorded) if recorded.created => {
                 CreateOrderResponse::Created(Json(recorded.order.into()))
             }
@@ -350,79 +323,76 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
                 )))
             }
             Err(StorageError::Refused(detail)) => CreateOrderResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => CreateOrderResponse::ServiceUnavailable(
-                unavailable("create_order", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => CreateOrderResponse::InternalServerError(internal("create_order", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
-    async fn get_order(&self, id: uuid::Uuid) -> GetOrderResponse {
-        match self.storage.order(OrderId(id)).await {
+    async fn get_order(&self, id: uuid::Uuid) -> Result<GetOrderResponse, Unexpected> {
+        Ok(match self.storage.order(OrderId(id)).await {
             Ok(order) => GetOrderResponse::Ok(Json(order.into())),
             Err(StorageError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(StorageError::Refused(detail)) => GetOrderResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => GetOrderResponse::ServiceUnavailable(
-                unavailable("get_order", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => GetOrderResponse::InternalServerError(internal("get_order", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
     async fn update_order_status(
         &self,
         id: uuid::Uuid,
         body: ApiStatusChange,
-    ) -> UpdateOrderStatusResponse {
+    ) -> Result<UpdateOrderStatusResponse, Unexpected> {
         let change = match status_change(body) {
             Ok(change) => change,
-            Err(problem) => return UpdateOrderStatusResponse::BadRequest(problem_body(problem)),
+            Err(problem) => {
+                return Ok(UpdateOrderStatusResponse::BadRequest(problem_body(problem)));
+            }
         };
-        match self.storage.change_status(OrderId(id), &change).await {
-            Ok(order) => UpdateOrderStatusResponse::Ok(Json(order.into())),
-            Err(StorageError::NotFound) => UpdateOrderStatusResponse::NotFound(no_order()),
-            Err(StorageError::Conflict(detail)) => {
-                UpdateOrderStatusResponse::Conflict(conflict(detail))
-            }
-            Err(StorageError::Refused(detail)) => {
-                UpdateOrderStatusResponse::BadRequest(refused(detail))
-            }
-            Err(err @ StorageError::Unavailable(_)) => {
-                UpdateOrderStatusResponse::ServiceUnavailable(
-                    unavailable("update_order_status", &err),
-                    RETRY_AFTER_SECONDS,
-                )
-            }
-            Err(err) => UpdateOrderStatusResponse::InternalServerError(internal(
-                "update_order_status",
-                &err,
-            )),
-        }
+        Ok(
+            match self.storage.change_status(OrderId(id), &change).await {
+                Ok(order) => UpdateOrderStatusResponse::Ok(Json(order.into())),
+                Err(StorageError::NotFound) => UpdateOrderStatusResponse::NotFound(no_order()),
+                Err(StorageError::Conflict(detail)) => {
+                    UpdateOrderStatusResponse::Conflict(conflict(detail))
+                }
+                Err(StorageError::Refused(detail)) => {
+                    UpdateOrderStatusResponse::BadRequest(refused(detail))
+                }
+                Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+                Err(err) => return Err(Unexpected::internal(err)),
+            },
+        )
     }
 
-    async fn cancel_order(&self, id: uuid::Uuid, body: Cancellation) -> CancelOrderResponse {
-        match self
-            .storage
-            .cancel_order(OrderId(id), body.reason.as_deref())
-            .await
-        {
-            Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
-            Err(StorageError::NotFound) => CancelOrderResponse::NotFound(no_order()),
-            Err(StorageError::Conflict(detail)) => CancelOrderResponse::Conflict(conflict(detail)),
-            Err(StorageError::Refused(detail)) => CancelOrderResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => CancelOrderResponse::ServiceUnavailable(
-                unavailable("cancel_order", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => CancelOrderResponse::InternalServerError(internal("cancel_order", &err)),
-        }
+    async fn cancel_order(
+        &self,
+        id: uuid::Uuid,
+        body: Cancellation,
+    ) -> Result<CancelOrderResponse, Unexpected> {
+        Ok(
+            match self
+                .storage
+                .cancel_order(OrderId(id), body.reason.as_deref())
+                .await
+            {
+                Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
+                Err(StorageError::NotFound) => CancelOrderResponse::NotFound(no_order()),
+                Err(StorageError::Conflict(detail)) => {
+                    CancelOrderResponse::Conflict(conflict(detail))
+                }
+                Err(StorageError::Refused(detail)) => {
+                    CancelOrderResponse::BadRequest(refused(detail))
+                }
+                Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+                Err(err) => return Err(Unexpected::internal(err)),
+            },
+        )
     }
 
-    async fn take_stock(&self, id: uuid::Uuid) -> TakeStockResponse {
+    async fn take_stock(&self, id: uuid::Uuid) -> Result<TakeStockResponse, Unexpected> {
         let id = OrderId(id);
-        match self.storage.take_stock(id).await {
+        Ok(match self.storage.take_stock(id).await {
             Ok(allocation) => TakeStockResponse::Ok(Json(allocation.into())),
             Err(StorageError::NotFound) => TakeStockResponse::NotFound(no_order()),
             Err(StorageError::OutOfStock { available }) => {
@@ -433,42 +403,36 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
             }
             Err(StorageError::Conflict(detail)) => TakeStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => TakeStockResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => TakeStockResponse::ServiceUnavailable(
-                unavailable("take_stock", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => TakeStockResponse::InternalServerError(internal("take_stock", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
-    async fn return_stock(&self, id: uuid::Uuid) -> ReturnStockResponse {
-        match self.storage.return_stock(OrderId(id)).await {
+    async fn return_stock(&self, id: uuid::Uuid) -> Result<ReturnStockResponse, Unexpected> {
+        Ok(match self.storage.return_stock(OrderId(id)).await {
             Ok(allocation) => ReturnStockResponse::Ok(Json(allocation.into())),
             Err(StorageError::NotFound) => ReturnStockResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => ReturnStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => ReturnStockResponse::BadRequest(refused(detail)),
-            Err(err @ StorageError::Unavailable(_)) => ReturnStockResponse::ServiceUnavailable(
-                unavailable("return_stock", &err),
-                RETRY_AFTER_SECONDS,
-            ),
-            Err(err) => ReturnStockResponse::InternalServerError(internal("return_stock", &err)),
-        }
+            Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
+            Err(err) => return Err(Unexpected::internal(err)),
+        })
     }
 
     async fn health(&self) -> HealthResponse {
-        let failure = match tokio::time::timeout(HEALTH_DEADLINE, self.storage.ping()).await {
-            Ok(Ok(())) => {
-                return HealthResponse::Ok(Json(Health {
-                    status: HealthStatus::Up,
-                }));
-            }
-            Ok(Err(err)) => ErrorChain(&err).to_string(),
-            Err(elapsed) => ErrorChain(&elapsed).to_string(),
-        };
-        tracing::warn!(error = %failure, "the database does not answer");
-        HealthResponse::ServiceUnavailable(problem_body(Problem::new(
-            problem::STORAGE_UNAVAILABLE,
-            "the database does not answer",
-        )))
+        let failure: Box<dyn std::error::Error + Send + Sync> =
+            match tokio::time::timeout(HEALTH_DEADLINE, self.storage.ping()).await {
+                Ok(Ok(())) => {
+                    return HealthResponse::Ok(Json(Health {
+                        status: HealthStatus::Up,
+                    }));
+                }
+                Ok(Err(err)) => err.into(),
+                Err(elapsed) => elapsed.into(),
+            };
+        // The 503 is the only error that the probe documents.
+        let problem = Unexpected::unavailable(failure, "the database does not answer")
+            .into_problem("health", StatusCode::SERVICE_UNAVAILABLE);
+        HealthResponse::ServiceUnavailable(problem_body(problem))
     }
 }
