@@ -1,25 +1,22 @@
 //! The binaries as an operator runs them: configuration errors, JSON logs, SIGTERM draining
 //! in-flight requests before a clean exit, and the `storage-service` binary on PostgreSQL.
 
-#[path = "support/postgres.rs"]
-mod postgres_server;
+mod support {
+    pub mod fs;
+    pub mod port;
+    pub mod postgres;
+    pub mod process;
+}
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use futures::StreamExt;
 use serde_json::Value;
 
+use support::{port, postgres::PgServer, process::ChildService};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_order-processor");
 const STORAGE_SERVICE: &str = env!("CARGO_BIN_EXE_storage-service");
-
-fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("binary-test-{}", uuid::Uuid::new_v4()))
-}
 
 #[test]
 fn an_invalid_port_stops_startup_with_one_line_naming_the_variable() {
@@ -70,11 +67,7 @@ fn a_malformed_database_url_stops_the_storage_service_with_one_line_naming_the_v
 
 #[test]
 fn an_unreachable_database_stops_the_storage_service_with_one_line_naming_the_variable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = port::free();
     let (code, stderr) = storage_service_failing_with(&format!(
         "postgres://shop:hunter2@127.0.0.1:{closed}/orders"
     ));
@@ -90,45 +83,25 @@ fn an_unreachable_database_stops_the_storage_service_with_one_line_naming_the_va
 
 #[tokio::test]
 async fn database_url_puts_the_storage_service_on_postgresql_with_the_demo_catalogue() {
-    let database = postgres_server::PgServer::shared().create_database().await;
-    let url = postgres_server::PgServer::shared().url(
+    let database = PgServer::shared().create_database().await;
+    let url = PgServer::shared().url(
         database
             .url
             .get_dbname()
             .expect("a test database has a name"),
     );
-    let mut child = Command::new(STORAGE_SERVICE)
-        .env("DATABASE_URL", &url)
-        .env("DATABASE_POOL_SIZE", "2")
-        .env("SERVER_PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let address = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-            .find(|line| line["message"] == "storage service listening")
-            .and_then(|line| line["addr"].as_str().map(str::to_owned))
-    })
-    .await
-    .unwrap()
-    .expect("the storage service listens");
-    assert!(address.contains(':'), "{address}");
-    let port = address.rsplit(':').next().unwrap();
+    let service = ChildService::start(
+        STORAGE_SERVICE,
+        &[("DATABASE_URL", &url), ("DATABASE_POOL_SIZE", "2")],
+    );
 
-    let books: Value = reqwest::get(format!("http://127.0.0.1:{port}/books"))
+    let books: Value = reqwest::get(format!("{}/books", service.url()))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(service);
     assert_eq!(books["items"].as_array().map(Vec::len), Some(5), "{books}");
     let stored = tokio_postgres::connect(&url, tokio_postgres::NoTls).await;
     let (client, connection) = stored.unwrap();
@@ -141,111 +114,53 @@ async fn database_url_puts_the_storage_service_on_postgresql_with_the_demo_catal
     assert_eq!(count, 5, "the catalogue is in PostgreSQL");
 }
 
-/// The running binary, with its JSON log lines arriving on a channel.
-struct Running {
-    child: Child,
-    logs: mpsc::Receiver<Value>,
-    address: String,
+/// The Order Processor on its embedded store.
+fn order_processor() -> ChildService {
+    ChildService::start(BINARY, &[])
 }
 
-impl Running {
-    fn start(data_dir: &std::path::Path) -> Self {
-        let mut child = Command::new(BINARY)
-            .env("SERVER_PORT", "0")
-            .env("DATA_DIR", data_dir)
-            .env("LOG_FORMAT", "json")
-            .env_remove("STORAGE_SERVICE_URL")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (send, logs) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("not a JSON line: {line}"));
-                if send.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut running = Self {
-            child,
-            logs,
-            address: String::new(),
-        };
-        let listening =
-            running.wait_for(|line| line["message"] == "listening; Swagger UI at /docs");
-        let port = listening["address"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .to_owned();
-        running.address = format!("http://127.0.0.1:{port}");
-        running
-    }
-
-    fn wait_for(&self, wanted: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let line = self
-                .logs
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the expected log line");
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+/// Reads log lines of `service` until one is `wanted`; every line it reads must be JSON.
+fn wait_for_json(service: &ChildService, wanted: impl Fn(&Value) -> bool) -> Value {
+    let line = service.wait_for(|line| {
+        let value: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        wanted(&value)
+    });
+    serde_json::from_str(&line).expect("a JSON line")
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+fn terminate(service: &ChildService) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(service.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 #[tokio::test]
 async fn each_request_logs_one_json_line_with_method_route_status_latency_and_request_id() {
-    let dir = temp_dir();
-    let running = Running::start(&dir);
+    let running = order_processor();
 
     let response = reqwest::Client::new()
-        .get(format!(
-            "{}/orders/{}",
-            running.address,
-            uuid::Uuid::new_v4()
-        ))
+        .get(format!("{}/orders/{}", running.url(), uuid::Uuid::new_v4()))
         .header("x-request-id", "log-me-1")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 
-    let line = running.wait_for(|line| line["message"] == "request");
+    let line = wait_for_json(&running, |line| line["message"] == "request");
     assert_eq!(line["method"], "GET");
     assert_eq!(line["route"], "/orders/{id}");
     assert_eq!(line["status"], 404);
     assert!(line["latency"].is_string(), "{line}");
     assert_eq!(line["span"]["request_id"], "log-me-1", "{line}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_order_finish_then_exits_0() {
-    let dir = temp_dir();
-    let mut running = Running::start(&dir);
+    let mut running = order_processor();
 
     // A body that arrives in two parts keeps the request in flight while SIGTERM lands.
     let (send_rest, rest) = tokio::sync::oneshot::channel::<()>();
@@ -258,14 +173,16 @@ async fn sigterm_lets_an_in_flight_order_finish_then_exits_0() {
     }));
     let request = tokio::spawn(
         reqwest::Client::new()
-            .post(format!("{}/orders", running.address))
+            .post(format!("{}/orders", running.url()))
             .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(body))
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    running.terminate();
-    running.wait_for(|line| line["message"] == "shutting down: draining in-flight requests");
+    terminate(&running);
+    wait_for_json(&running, |line| {
+        line["message"] == "shutting down: draining in-flight requests"
+    });
     send_rest.send(()).unwrap();
 
     let response = request
@@ -277,5 +194,4 @@ async fn sigterm_lets_an_in_flight_order_finish_then_exits_0() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,16 +11,17 @@
 //! 20261125) seeds every random choice of the proxies and clients; `cargo xtask soak` runs it
 //! longer.
 
+mod support {
+    pub mod fs;
+    pub mod net;
+    pub mod process;
+}
+
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        mpsc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -30,6 +31,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+use support::{net::LOOPBACK, process::ChildService};
 
 const ORDER_PROCESSOR: &str = env!("CARGO_BIN_EXE_order-processor");
 const STORAGE_SERVICE: &str = env!("CARGO_BIN_EXE_storage-service");
@@ -75,106 +78,28 @@ impl Settings {
 // ---------------------------------------------------------------------------------------
 // Processes
 
-/// A service binary running as a child process, with its JSON log lines on a channel.
-struct Process {
-    child: Child,
-    url: String,
-    /// Log lines whose `message` is "recovered a pending order".
-    recoveries: Arc<AtomicUsize>,
+fn order_processor(storage_url: &str) -> ChildService {
+    ChildService::start(
+        ORDER_PROCESSOR,
+        &[
+            ("STORAGE_SERVICE_URL", storage_url),
+            ("RECOVERY_AFTER", "2s"),
+            ("RECOVERY_PERIOD", "500ms"),
+        ],
+    )
 }
 
-impl Process {
-    fn start(binary: &str, env: &[(&str, &str)], listening: &'static str, field: &str) -> Self {
-        let mut command = Command::new(binary);
-        command
-            .env("SERVER_PORT", "0")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env_remove("STORAGE_SERVICE_URL")
-            // Its own SQLite file, never a database the environment happens to name.
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("start a service binary");
-        let stdout = child.stdout.take().expect("its stdout");
-        let recoveries = Arc::new(AtomicUsize::new(0));
-        let (send, lines) = mpsc::channel::<Value>();
-        let counted = recoveries.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(line) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if line["message"] == "recovered a pending order" {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-                // Only the first lines matter to the starter; the rest are drained.
-                let _ = send.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let address = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("{binary} did not log {listening:?}"));
-            if line["message"] == listening {
-                break line[field]
-                    .as_str()
-                    .expect("the listening address")
-                    .to_owned();
-            }
-        };
-        let port = address.rsplit(':').next().expect("a port");
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            recoveries,
-        }
-    }
-
-    fn order_processor(storage_url: &str) -> Self {
-        Self::start(
-            ORDER_PROCESSOR,
-            &[
-                ("STORAGE_SERVICE_URL", storage_url),
-                ("RECOVERY_AFTER", "2s"),
-                ("RECOVERY_PERIOD", "500ms"),
-            ],
-            "listening; Swagger UI at /docs",
-            "address",
-        )
-    }
-
-    fn storage_service(data_dir: &Path) -> Self {
-        Self::start(
-            STORAGE_SERVICE,
-            &[("DATA_DIR", data_dir.to_str().expect("a UTF-8 path"))],
-            "storage service listening",
-            "addr",
-        )
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The orders `instance` has logged recovering since it was last asked: the log lines are
+/// read once.
+fn recovered(instance: &ChildService) -> usize {
+    instance
+        .lines
+        .try_iter()
+        .filter(|line| {
+            serde_json::from_str::<Value>(line)
+                .is_ok_and(|line| line["message"] == "recovered a pending order")
+        })
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -228,7 +153,7 @@ impl std::error::Error for Cut {}
 
 impl FaultProxy {
     async fn start(upstream: String, seed: u64) -> Self {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = tokio::net::TcpListener::bind(LOOPBACK)
             .await
             .expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("its address"));
@@ -505,12 +430,11 @@ async fn stock(client: &reqwest::Client, storage: &str) -> HashMap<String, i64> 
 async fn every_order_reaches_one_end_through_faults_and_a_killed_replica() {
     let settings = Settings::from_env();
     let started = Instant::now();
-    let dir = TempDir(std::env::temp_dir().join(format!("chaos-{}", uuid::Uuid::new_v4())));
-    let storage = Process::storage_service(&dir.0);
+    let storage = ChildService::start(STORAGE_SERVICE, &[]);
     let direct = reqwest::Client::new();
     for (id, stock) in BOOKS {
         let response = direct
-            .put(format!("{}/books/{id}", storage.url))
+            .put(format!("{}/books/{id}", storage.url()))
             .json(&json!({
                 "title": format!("Title of {id}"), "author": "An Author",
                 "price": 1299, "currency": "EUR", "quantity": stock
@@ -521,15 +445,18 @@ async fn every_order_reaches_one_end_through_faults_and_a_killed_replica() {
         assert_eq!(response.status().as_u16(), 200);
     }
     let proxies = [
-        FaultProxy::start(storage.url.clone(), settings.seed).await,
-        FaultProxy::start(storage.url.clone(), settings.seed.wrapping_add(1)).await,
+        FaultProxy::start(storage.url().to_owned(), settings.seed).await,
+        FaultProxy::start(storage.url().to_owned(), settings.seed.wrapping_add(1)).await,
     ];
     let mut instances = [
-        Process::order_processor(&proxies[0].url),
-        Process::order_processor(&proxies[1].url),
+        order_processor(&proxies[0].url),
+        order_processor(&proxies[1].url),
     ];
     let urls = Arc::new(RwLock::new(
-        instances.iter().map(|p| p.url.clone()).collect::<Vec<_>>(),
+        instances
+            .iter()
+            .map(|p| p.url().to_owned())
+            .collect::<Vec<_>>(),
     ));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -549,10 +476,10 @@ async fn every_order_reaches_one_end_through_faults_and_a_killed_replica() {
     tokio::time::sleep(settings.duration / 2).await;
     let killed = &mut instances[0];
     killed.kill();
-    let mut recoveries = killed.recoveries.load(Ordering::Relaxed);
+    let mut recoveries = recovered(killed);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let restarted = Process::order_processor(&proxies[0].url);
-    urls.write().unwrap()[0] = restarted.url.clone();
+    let restarted = order_processor(&proxies[0].url);
+    urls.write().unwrap()[0] = restarted.url().to_owned();
     instances[0] = restarted;
     tokio::time::sleep(settings.duration / 2).await;
 
@@ -567,18 +494,15 @@ async fn every_order_reaches_one_end_through_faults_and_a_killed_replica() {
     // Recovery settles the orders that lost their request: wait for it, within bounds.
     let deadline = Instant::now() + RECOVERY_AFTER + RECOVERY_PERIOD * 4 + Duration::from_secs(20);
     let orders = loop {
-        let orders = all_orders(&direct, &storage.url).await;
+        let orders = all_orders(&direct, storage.url()).await;
         let pending = orders.iter().filter(|o| o["status"] == "pending").count();
         if pending == 0 || Instant::now() > deadline {
             break orders;
         }
         tokio::time::sleep(RECOVERY_PERIOD).await;
     };
-    recoveries += instances
-        .iter()
-        .map(|p| p.recoveries.load(Ordering::Relaxed))
-        .sum::<usize>();
-    let final_stock = stock(&direct, &storage.url).await;
+    recoveries += instances.iter().map(recovered).sum::<usize>();
+    let final_stock = stock(&direct, storage.url()).await;
 
     // Check every invariant, collecting each violation with the orders involved.
     let mut violations = std::mem::take(&mut *tally.violations.lock().unwrap());

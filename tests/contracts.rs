@@ -3,16 +3,18 @@
 
 #[path = "support/spec_diff.rs"]
 mod spec_diff;
+mod support {
+    pub mod fs;
+    pub mod net;
+    pub mod sqlite;
+}
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
-use order_processor::{
-    http::storage_api::spawn_reference_storage, startup::Application, storage::sqlite::SqliteStore,
-};
+use order_processor::{http::storage_api::spawn_reference_storage, startup::Application};
 use serde_json::Value;
 
-const LOOPBACK: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+use support::{net::LOOPBACK, sqlite::fresh_store};
 
 fn committed(spec: &str) -> Value {
     let path = format!("{}/openapi/{spec}", env!("CARGO_MANIFEST_DIR"));
@@ -39,15 +41,9 @@ fn assert_same(spec: &str, served: &Value) {
     );
 }
 
-fn temp_store() -> (SqliteStore, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("contracts-{}", uuid::Uuid::new_v4()));
-    let store = SqliteStore::open(&dir.join("contracts.db")).expect("open a store");
-    (store, dir)
-}
-
 #[tokio::test]
 async fn the_order_processor_serves_exactly_its_committed_spec() {
-    let (store, dir) = temp_store();
+    let (store, _dir) = fresh_store();
     let server = Application::build(store, LOOPBACK)
         .await
         .expect("bind")
@@ -56,12 +52,11 @@ async fn the_order_processor_serves_exactly_its_committed_spec() {
     assert_same("order-processor.yaml", &served(&server.url()).await);
 
     server.stop().await.expect("stop cleanly");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn the_reference_storage_service_serves_exactly_its_committed_spec() {
-    let (store, dir) = temp_store();
+    let (store, _dir) = fresh_store();
     let storage = spawn_reference_storage(Arc::new(store), LOOPBACK)
         .await
         .expect("bind");
@@ -69,5 +64,4 @@ async fn the_reference_storage_service_serves_exactly_its_committed_spec() {
     assert_same("storage-service.yaml", &served(&storage.url()).await);
 
     storage.stop().await.expect("stop cleanly");
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -7,15 +7,18 @@
 //! `/proc`, and take the file's lock alone so that the other tests' work does not slow their
 //! health probes; the other tests share it.
 
+mod support {
+    pub mod fs;
+    pub mod net;
+    pub mod process;
+    pub mod sqlite;
+}
+
 use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
-        mpsc,
     },
     time::{Duration, Instant},
 };
@@ -28,10 +31,7 @@ use order_processor::{
         storage_api,
     },
     startup::Application,
-    storage::{
-        http::{HttpStorage, HttpStorageConfig},
-        sqlite::SqliteStore,
-    },
+    storage::http::{HttpStorage, HttpStorageConfig},
 };
 use serde_json::Value;
 use tokio::{
@@ -40,6 +40,8 @@ use tokio::{
     sync::RwLock,
     task::JoinHandle,
 };
+
+use support::{fs::TempDir, net::LOOPBACK, process::ChildService, sqlite::fresh_store};
 
 const ORDER_PROCESSOR: &str = env!("CARGO_BIN_EXE_order-processor");
 const STORAGE_SERVICE: &str = env!("CARGO_BIN_EXE_storage-service");
@@ -69,7 +71,7 @@ struct HangingStorage {
 
 impl HangingStorage {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(LOOPBACK).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let accepted = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
@@ -114,7 +116,7 @@ impl Drop for HangingStorage {
 /// `storage_url`.
 async fn order_processor(limits: ServerLimits, storage_url: &str) -> Running {
     let storage = HttpStorage::new(storage_url, HttpStorageConfig::default()).unwrap();
-    Application::build(storage, loopback())
+    Application::build(storage, LOOPBACK)
         .await
         .unwrap()
         .with_limits(limits)
@@ -123,9 +125,8 @@ async fn order_processor(limits: ServerLimits, storage_url: &str) -> Running {
 
 /// A reference Storage Service on a loopback port, held to `limits`, over a fresh database.
 async fn storage_service(limits: ServerLimits) -> (Running, TempDir) {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(&dir.0.join("storage.db")).unwrap();
-    let running = Server::bind(loopback())
+    let (store, dir) = fresh_store();
+    let running = Server::bind(LOOPBACK)
         .await
         .unwrap()
         .with_limits(limits)
@@ -133,28 +134,9 @@ async fn storage_service(limits: ServerLimits) -> (Running, TempDir) {
     (running, dir)
 }
 
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn address(running: &Running) -> String {
-    running.url().trim_start_matches("http://").to_owned()
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("hardening-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The `host:port` of a server at `url`, for a raw connection.
+fn address(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -339,7 +321,7 @@ async fn an_order_that_cannot_finish_in_time_answers_503_with_retry_after_within
         get(&format!("/orders/{}", uuid::Uuid::new_v4())),
     ] {
         let started = Instant::now();
-        let mut stream = send(&address(&server), &request).await;
+        let mut stream = send(&address(&server.url()), &request).await;
         let response = answer(&mut stream, deadline * 10).await;
         let elapsed = started.elapsed();
         // The storage calls end a tenth of the deadline early, so the handler answers that
@@ -370,7 +352,7 @@ async fn past_the_bound_on_requests_in_flight_the_order_processor_answers_503_wi
         &storage.url,
     )
     .await;
-    let address = address(&server);
+    let address = address(&server.url());
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(send(&address, &post_order()).await);
@@ -409,7 +391,7 @@ async fn past_the_bound_on_requests_in_flight_the_storage_service_answers_503_an
         ..ServerLimits::default()
     })
     .await;
-    let address = address(&server);
+    let address = address(&server.url());
     // A body that has not finished arriving keeps its request in the application.
     let mut slow = send(
         &address,
@@ -449,7 +431,7 @@ async fn a_connection_whose_head_does_not_arrive_in_time_is_closed() {
         ..ServerLimits::default()
     })
     .await;
-    let address = address(&server);
+    let address = address(&server.url());
 
     let started = Instant::now();
     let mut silent = connect(&address).await;
@@ -475,7 +457,7 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_
 
     let started = Instant::now();
     let mut stream = send(
-        &address(&server),
+        &address(&server.url()),
         b"POST /orders HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"bookId\"",
     )
     .await;
@@ -498,7 +480,7 @@ async fn an_idle_keep_alive_connection_lasts_its_idle_timeout_not_the_header_tim
     })
     .await;
 
-    let mut stream = send(&address(&server), &get("/health")).await;
+    let mut stream = send(&address(&server.url()), &get("/health")).await;
     assert_eq!(
         answer(&mut stream, Duration::from_secs(2)).await.status,
         200
@@ -526,7 +508,7 @@ async fn past_the_bound_on_connections_a_new_one_takes_the_place_of_the_oldest_s
         ..ServerLimits::default()
     })
     .await;
-    let address = address(&server);
+    let address = address(&server.url());
     let mut silent = Vec::new();
     for _ in 0..3 {
         silent.push(connect(&address).await);
@@ -555,7 +537,7 @@ async fn when_every_connection_has_a_request_in_progress_a_new_connection_is_clo
         &storage.url,
     )
     .await;
-    let address = address(&server);
+    let address = address(&server.url());
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(send(&address, &post_order()).await);
@@ -571,7 +553,7 @@ async fn http2_with_prior_knowledge_is_refused_with_goaway_http_1_1_required() {
     let _shared = MACHINE.read().await;
     let (server, _dir) = storage_service(ServerLimits::default()).await;
     let mut stream = send(
-        &address(&server),
+        &address(&server.url()),
         // The client preface, then an empty SETTINGS frame.
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
     )
@@ -593,7 +575,7 @@ async fn an_h2c_upgrade_request_is_answered_over_http_1_1() {
     let _shared = MACHINE.read().await;
     let (server, _dir) = storage_service(ServerLimits::default()).await;
     let mut stream = send(
-        &address(&server),
+        &address(&server.url()),
         b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
     )
     .await;
@@ -640,7 +622,7 @@ async fn a_request_target_over_the_limit_is_answered_414_with_a_problem() {
     let _shared = MACHINE.read().await;
     let (server, _dir) = storage_service(ServerLimits::default()).await;
     let path = format!("/books/{}", "b".repeat(9 * 1024));
-    let mut stream = send(&address(&server), &get(&path)).await;
+    let mut stream = send(&address(&server.url()), &get(&path)).await;
     let response = answer(&mut stream, Duration::from_secs(2)).await;
     assert_eq!(response.problem(414)["type"], "/problems/uri-too-long");
 }
@@ -654,119 +636,52 @@ async fn request_headers_over_the_limit_are_answered_431_with_a_problem() {
         "GET /health HTTP/1.1\r\nHost: test\r\nX-Padding: {}\r\n\r\n",
         "p".repeat(20 * 1024)
     );
-    let mut stream = send(&address(&server), request.as_bytes()).await;
+    let mut stream = send(&address(&server.url()), request.as_bytes()).await;
     let response = answer(&mut stream, Duration::from_secs(2)).await;
     assert_eq!(response.problem(431)["type"], "/problems/headers-too-large");
 }
 
-/// The running binary, its log lines arriving on a channel.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    address: String,
-    _dir: TempDir,
+/// Starts `binary` with logs in `log_format`, and waits until it listens.
+fn start(binary: &str, log_format: &str, env: &[(&str, &str)]) -> ChildService {
+    let mut env = env.to_vec();
+    env.push(("LOG_FORMAT", log_format));
+    ChildService::start(binary, &env)
 }
 
-impl Process {
-    /// Starts `binary` on port 0 with `LOG_FORMAT` and `env`, and waits until it listens.
-    fn start(binary: &str, log_format: &str, env: &[(&str, &str)]) -> Self {
-        let dir = TempDir::new();
-        let mut command = Command::new(binary);
-        command
-            .env("SERVER_PORT", "0")
-            .env("DATA_DIR", &dir.0)
-            .env("LOG_FORMAT", log_format)
-            .env_remove("STORAGE_SERVICE_URL")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut process = Self {
-            child,
-            lines,
-            address: String::new(),
-            _dir: dir,
-        };
-        let listening = process.wait_for(|line| line.contains("listening"));
-        // Both binaries listen on all interfaces and log the address they got.
-        let (_, after) = listening
-            .split_once("0.0.0.0:")
-            .expect("the address in the listening line");
-        let port: u16 = after
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .expect("the port in the listening line");
-        process.address = format!("127.0.0.1:{port}");
-        process
-    }
-
-    fn wait_for(&self, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the expected log line");
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// The lines logged so far.
-    fn logged(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-
-    /// The peak resident memory of the process so far (`VmHWM`), in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the process status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .expect("VmHWM")
-            * 1024
-    }
-
-    fn open_files(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|entries| entries.count())
-            .unwrap_or(0)
-    }
+/// The lines `process` has logged since they were last read.
+fn unread_lines(process: &ChildService) -> Vec<String> {
+    process.lines.try_iter().collect()
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The peak resident memory of the process so far (`VmHWM`), in bytes.
+fn peak_rss(process: &ChildService) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.child.id()))
+        .expect("the process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("VmHWM")
+        * 1024
+}
+
+fn open_files(process: &ChildService) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", process.child.id()))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
 async fn heads_the_parser_refuses_are_answered_with_their_status_and_logged_once_each() {
     let _shared = MACHINE.read().await;
-    let process = Process::start(STORAGE_SERVICE, "json", &[]);
+    let process = start(STORAGE_SERVICE, "json", &[]);
 
     let malformed = b"GET /health HTTP/1.1 extra\r\nHost: test\r\n\r\n".to_vec();
     let huge = format!(
@@ -775,7 +690,7 @@ async fn heads_the_parser_refuses_are_answered_with_their_status_and_logged_once
     )
     .into_bytes();
     for (request, status) in [(malformed, 400), (huge, 431)] {
-        let mut stream = send(&process.address, &request).await;
+        let mut stream = send(&address(process.url()), &request).await;
         let response = answer(&mut stream, Duration::from_secs(2)).await;
         assert_eq!(response.status, status);
         let logged = process.wait_for(|line| line.contains("refused a request"));
@@ -784,8 +699,7 @@ async fn heads_the_parser_refuses_are_answered_with_their_status_and_logged_once
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        !process
-            .logged()
+        !unread_lines(&process)
             .iter()
             .any(|line| line.contains("refused a request")),
         "each refusal is logged once"
@@ -795,13 +709,13 @@ async fn heads_the_parser_refuses_are_answered_with_their_status_and_logged_once
 #[tokio::test]
 async fn text_logs_quote_and_bound_what_the_client_sent_and_carry_no_colour_codes() {
     let _shared = MACHINE.read().await;
-    let process = Process::start(ORDER_PROCESSOR, "text", &[]);
+    let process = start(ORDER_PROCESSOR, "text", &[]);
 
     let method = "A".repeat(10_000);
     let request = format!(
         "{method} /health HTTP/1.1\r\nHost: test\r\nX-Request-Id: abc}}:request{{request_id=FORGED\r\n\r\n"
     );
-    let mut stream = send(&process.address, request.as_bytes()).await;
+    let mut stream = send(&address(process.url()), request.as_bytes()).await;
     let response = answer(&mut stream, Duration::from_secs(2)).await;
     assert_eq!(
         response.problem(405)["type"],
@@ -815,7 +729,7 @@ async fn text_logs_quote_and_bound_what_the_client_sent_and_carry_no_colour_code
         "{logged}"
     );
     assert!(logged.len() < 400, "{logged}");
-    let mut everything = process.logged();
+    let mut everything = unread_lines(&process);
     everything.push(logged);
     assert!(
         everything.iter().all(|line| !line.contains('\x1b')),
@@ -864,11 +778,11 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn report(what: &str, process: &Process, latencies: &[Duration]) {
+fn report(what: &str, process: &ChildService, latencies: &[Duration]) {
     eprintln!(
         "{what}: peak RSS {:.1} MiB, {} open files, health probes {:?}",
-        mib(process.peak_rss()),
-        process.open_files(),
+        mib(peak_rss(process)),
+        open_files(process),
         latencies
     );
 }
@@ -882,8 +796,8 @@ async fn under_8000_stalled_connections_either_service_stays_under_200_mib_and_a
         (ORDER_PROCESSOR, "/health/live"),
         (STORAGE_SERVICE, "/health"),
     ] {
-        let process = Process::start(binary, "json", &[]);
-        let address = process.address.clone();
+        let process = start(binary, "json", &[]);
+        let address = address(process.url());
 
         // Four ways to stall, 2,000 each: nothing sent; part of a head; a head and part of
         // its body; one whole request and then nothing.
@@ -920,7 +834,7 @@ async fn under_8000_stalled_connections_either_service_stays_under_200_mib_and_a
             &process,
             &latencies,
         );
-        assert!(process.peak_rss() < MAX_RSS_BYTES, "{name}");
+        assert!(peak_rss(&process) < MAX_RSS_BYTES, "{name}");
         assert!(latencies[2] < MAX_HEALTH_LATENCY, "{name}: {latencies:?}");
     }
 }
@@ -931,12 +845,12 @@ async fn with_1000_orders_in_flight_against_a_hanging_storage_a_replica_stays_un
     let _alone = MACHINE.write().await;
     raise_open_file_limit();
     let storage = HangingStorage::start().await;
-    let process = Process::start(
+    let process = start(
         ORDER_PROCESSOR,
         "json",
         &[("STORAGE_SERVICE_URL", storage.url.as_str())],
     );
-    let address = process.address.clone();
+    let address = address(process.url());
     let admitted = ServerLimits::default().max_requests_in_flight;
 
     // Refused at once: shed past the bound, or held back by the open circuit breaker once
@@ -970,7 +884,7 @@ async fn with_1000_orders_in_flight_against_a_hanging_storage_a_replica_stays_un
         &process,
         &latencies,
     );
-    assert!(process.peak_rss() < MAX_RSS_BYTES);
+    assert!(peak_rss(&process) < MAX_RSS_BYTES);
     assert!(latencies[2] < MAX_HEALTH_LATENCY, "{latencies:?}");
     // Every order past the bound was answered 503 with Retry-After.
     assert!(

@@ -4,17 +4,22 @@
 //! tests beside its store, PostgreSQL's (replicas, server-side constraints, an outage) in
 //! `postgres_only` below, since they need the test server.
 
-#[path = "support/postgres.rs"]
-mod postgres_server;
+mod support {
+    pub mod catalogue;
+    pub mod fs;
+    pub mod port;
+    pub mod postgres;
+    pub mod sqlite;
+}
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
 use order_processor::{
     domain::{
         model::{
-            AllocationState, Book, BookDetails, BookId, Currency, Cursor, Money, NewOrder, Order,
-            OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock, UserId,
+            AllocationState, BookDetails, Currency, Cursor, Money, NewOrder, Order, OrderId,
+            OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange, Stock, UserId,
         },
         storage::{Catalogue, OrderStore, StorageError},
     },
@@ -23,9 +28,13 @@ use order_processor::{
         sqlite::SqliteStore,
     },
 };
-use uuid::Uuid;
 
-use postgres_server::PgServer;
+use support::{
+    catalogue::{book, book_id, stock_of},
+    fs::TempDir,
+    port,
+    postgres::PgServer,
+};
 
 /// A fresh, empty store of one kind, and more handles on the same database.
 trait Fixture: Sized {
@@ -40,23 +49,16 @@ trait Fixture: Sized {
 
 /// A SQLite file in a directory of its own, removed when the test ends.
 struct Sqlite {
-    dir: PathBuf,
     store: SqliteStore,
-}
-
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: TempDir,
 }
 
 impl Fixture for Sqlite {
     type Store = SqliteStore;
 
     async fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("conformance-{}", Uuid::new_v4()));
-        let store = SqliteStore::open(&dir.join("store.db")).unwrap();
-        Self { dir, store }
+        let (store, dir) = support::sqlite::fresh_store();
+        Self { store, dir }
     }
 
     fn store(&self) -> SqliteStore {
@@ -64,7 +66,7 @@ impl Fixture for Sqlite {
     }
 
     async fn another_store(&self) -> SqliteStore {
-        SqliteStore::open(&self.dir.join("store.db")).unwrap()
+        SqliteStore::open(&self.dir.path().join(support::sqlite::FILE)).unwrap()
     }
 
     async fn seed_demo_catalogue(store: &SqliteStore) -> bool {
@@ -100,21 +102,6 @@ impl Fixture for Postgres {
     }
 }
 
-fn book_id(id: &str) -> BookId {
-    BookId::parse(id).unwrap()
-}
-
-fn book(id: &str, price: i64, stock: i64) -> Book {
-    BookDetails {
-        title: format!("Title of {id}"),
-        author: "An Author".to_owned(),
-        price: Money::new(price).unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        stock: Stock::new(stock).unwrap(),
-    }
-    .with_id(book_id(id))
-}
-
 fn new_order(book: &str, user: &str, quantity: i64) -> NewOrder {
     NewOrder {
         id: OrderId::generate(),
@@ -148,10 +135,6 @@ async fn store_with_book<F: Fixture>(stock: i64) -> (F, F::Store) {
     let store = fixture.store();
     store.put_book(&book("book-1", 1250, stock)).await.unwrap();
     (fixture, store)
-}
-
-async fn stock_of<S: Catalogue>(store: &S, id: &str) -> i64 {
-    store.book(&book_id(id)).await.unwrap().details.stock.get()
 }
 
 async fn place<S: OrderStore>(store: &S, quantity: i64) -> Order {
@@ -1052,11 +1035,7 @@ mod postgres_only {
 
     #[tokio::test]
     async fn a_server_that_does_not_answer_at_start_is_unavailable() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = port::free();
         let config =
             PostgresConfig::parse(&format!("postgres://postgres@127.0.0.1:{port}/none")).unwrap();
         assert!(matches!(

@@ -13,8 +13,9 @@ use poem::{
 };
 use serde_json::Value;
 
-use crate::helpers::{
-    Backend, LOOPBACK, TestApp, order, problem, spawn_app, spawn_order_processor,
+use crate::{
+    helpers::{Backend, TestApp, order, problem, spawn_app, spawn_order_processor},
+    support::{net::LOOPBACK, port},
 };
 use order_processor::{
     http::server::{Running, Server},
@@ -27,11 +28,8 @@ use order_processor::{
 };
 
 /// A Storage Service address where nothing listens.
-async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+fn closed_port_url() -> String {
+    format!("http://127.0.0.1:{}", port::free())
 }
 
 /// Serves `app` on a loopback port until the handle is dropped.
@@ -66,7 +64,7 @@ async fn assert_unavailable(response: reqwest::Response) {
 
 #[tokio::test]
 async fn an_unreachable_storage_service_gives_503_with_retry_after() {
-    let order_processor = order_processor_with_storage_at(&closed_port_url().await).await;
+    let order_processor = order_processor_with_storage_at(&closed_port_url()).await;
     let address = order_processor.url();
     let client = reqwest::Client::new();
 

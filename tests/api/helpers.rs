@@ -1,16 +1,12 @@
 //! Starts the services under test on port 0 and talks to them over real HTTP.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use order_processor::{
     domain::{
         model::{
-            Book, BookDetails, BookId, Currency, Money, NewOrder, Order, OrderId, OrderQuery, Page,
-            Recorded, StatusChange, Stock, StockAllocation,
+            Book, BookId, NewOrder, Order, OrderId, OrderQuery, Page, Recorded, StatusChange,
+            Stock, StockAllocation,
         },
         storage::{Catalogue, OrderStore, StorageResult},
     },
@@ -24,7 +20,13 @@ use order_processor::{
 };
 use serde_json::{Value, json};
 
-use crate::postgres_server::PgServer;
+use crate::support::{
+    catalogue::{book, stock_of},
+    fs::TempDir,
+    net::LOOPBACK,
+    postgres::PgServer,
+    sqlite::fresh_store,
+};
 
 /// Where the Order Processor under test keeps its orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,26 +40,6 @@ pub enum Backend {
     Postgres,
 }
 
-pub const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-
-/// A fresh directory under the system's temp dir, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("order-processor-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// An Order Processor on a random loopback port, and the store underneath it.
 pub struct TestApp {
     pub address: String,
@@ -67,16 +49,17 @@ pub struct TestApp {
     pub store: TestStore,
     pub storage_service: Option<Running>,
     _order_processor: Running,
-    _dir: TempDir,
+    /// The SQLite file's directory, on the backends that have one.
+    _dir: Option<TempDir>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let dir = TempDir::new();
-    let store = match backend {
-        Backend::Embedded | Backend::Remote => TestStore::Sqlite(
-            SqliteStore::open(&dir.0.join("test.db")).expect("open the test database"),
-        ),
-        Backend::Postgres => TestStore::Postgres(postgres_store().await),
+    let (store, dir) = match backend {
+        Backend::Embedded | Backend::Remote => {
+            let (store, dir) = fresh_store();
+            (TestStore::Sqlite(store), Some(dir))
+        }
+        Backend::Postgres => (TestStore::Postgres(postgres_store().await), None),
     };
     let (order_processor, storage_service) = match backend {
         Backend::Embedded => (spawn_order_processor(store.clone()).await, None),
@@ -181,28 +164,14 @@ pub async fn spawn_order_processor<S: OrderStore>(storage: S) -> Running {
 impl TestApp {
     /// Puts a book with `stock` copies at 12.99 EUR into the store.
     pub async fn add_book(&self, id: &str, stock: i64) {
-        let book = Book {
-            id: BookId::parse(id).expect("a valid book id"),
-            details: BookDetails {
-                title: format!("Title of {id}"),
-                author: "An Author".to_owned(),
-                price: Money::new(1299).expect("a valid price"),
-                currency: Currency::parse("EUR").expect("a valid currency"),
-                stock: Stock::new(stock).expect("a valid stock"),
-            },
-        };
-        self.store.put_book(&book).await.expect("put the book");
+        self.store
+            .put_book(&book(id, 1299, stock))
+            .await
+            .expect("put the book");
     }
 
     pub async fn stock_of(&self, id: &str) -> i64 {
-        let id = BookId::parse(id).expect("a valid book id");
-        self.store
-            .book(&id)
-            .await
-            .expect("read the book")
-            .details
-            .stock
-            .get()
+        stock_of(&self.store, id).await
     }
 
     pub async fn post_order(&self, body: &Value) -> reqwest::Response {

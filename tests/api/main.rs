@@ -2,8 +2,15 @@
 //! adapters (the embedded SQLite store, and the reference Storage Service through the
 //! progenitor client, on SQLite and on PostgreSQL).
 
-#[path = "../support/postgres.rs"]
-mod postgres_server;
+#[path = "../support"]
+mod support {
+    pub mod catalogue;
+    pub mod fs;
+    pub mod net;
+    pub mod port;
+    pub mod postgres;
+    pub mod sqlite;
+}
 
 mod cancel;
 mod concurrency;

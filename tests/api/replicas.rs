@@ -14,10 +14,7 @@ use std::{
 
 use order_processor::{
     domain::{
-        model::{
-            BookDetails, BookId, Currency, Money, OrderId, OrderQuery, OrderStatus, PageLimit,
-            Stock,
-        },
+        model::{OrderId, OrderQuery, OrderStatus, PageLimit},
         storage::{Catalogue, OrderStore},
     },
     http::{
@@ -34,8 +31,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{LOOPBACK, order, spawn_order_processor},
-    postgres_server::PgServer,
+    helpers::{order, spawn_order_processor},
+    support::{
+        catalogue::{book, stock_of},
+        net::LOOPBACK,
+        postgres::PgServer,
+    },
 };
 
 const REPLICAS: usize = 3;
@@ -120,18 +121,8 @@ async fn three_storage_replicas_on_one_database_and_two_order_processors_never_o
         );
     }
     let check = PostgresStore::connect(&database).await.unwrap();
-    let book = BookId::parse("scarce").unwrap();
     check
-        .put_book(
-            &BookDetails {
-                title: "Scarce".to_owned(),
-                author: "An Author".to_owned(),
-                price: Money::new(1299).unwrap(),
-                currency: Currency::parse("EUR").unwrap(),
-                stock: Stock::new(INITIAL_STOCK).unwrap(),
-            }
-            .with_id(book.clone()),
-        )
+        .put_book(&book("scarce", 1299, INITIAL_STOCK))
         .await
         .unwrap();
 
@@ -182,7 +173,7 @@ async fn three_storage_replicas_on_one_database_and_two_order_processors_never_o
         }
     }
 
-    let remaining = check.book(&book).await.unwrap().details.stock.get();
+    let remaining = stock_of(&check, "scarce").await;
     let confirmed: i64 = answered
         .values()
         .filter(|outcome| outcome.status == 201)

@@ -2,8 +2,14 @@
 //! on a SQLite file and on a PostgreSQL database of a real server that the tests start; an
 //! outage of that server is answered with 503 until it returns.
 
-#[path = "../support/postgres.rs"]
-mod postgres_server;
+#[path = "../support"]
+mod support {
+    pub mod fs;
+    pub mod net;
+    pub mod port;
+    pub mod postgres;
+    pub mod sqlite;
+}
 
 mod on_postgres;
 mod on_sqlite;

@@ -3,7 +3,7 @@
 
 use order_processor::storage::postgres::PostgresStore;
 
-use crate::postgres_server::PgServer;
+use crate::support::postgres::PgServer;
 
 pub(crate) type Store = PostgresStore;
 

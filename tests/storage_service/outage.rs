@@ -2,11 +2,7 @@
 //! with `Retry-After` (a client retries it), health says the database is away, and the
 //! service serves again as soon as the server is back, without a restart.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use order_processor::{
     http::storage_api::spawn_reference_storage, storage::postgres::PostgresStore,
@@ -15,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::postgres_server::PgServer;
+use crate::support::{net::LOOPBACK, postgres::PgServer};
 
 /// Every operation of the contract, with a body it would accept, in an order in which each
 /// succeeds on a fresh database.
@@ -72,10 +68,9 @@ async fn a_lost_database_answers_503_with_retry_after_on_every_operation_until_i
     let server = PgServer::start();
     let config = server.create_database().await;
     let store = PostgresStore::connect(&config).await.expect("connect");
-    let service =
-        spawn_reference_storage(Arc::new(store), SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .await
-            .expect("start the Storage Service");
+    let service = spawn_reference_storage(Arc::new(store), LOOPBACK)
+        .await
+        .expect("start the Storage Service");
     let base = service.url();
     let http = reqwest::Client::new();
     let order = Uuid::new_v4();

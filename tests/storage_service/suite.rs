@@ -7,7 +7,6 @@
 use std::{
     collections::BTreeSet,
     fmt::Debug,
-    net::{Ipv4Addr, SocketAddr},
     num::NonZeroU32,
     sync::{
         Arc,
@@ -29,8 +28,6 @@ use order_processor::{
 use serde_json::{Value, json};
 use types::OrderStatus::{Confirmed, Failed, Pending, Rejected};
 use uuid::Uuid;
-
-const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// The server's body limit, restated here so that a change to it has to be a decision.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,6 +51,7 @@ const INTERNAL_MARKERS: &[&str] = &[
 const SECRET: &str = "secret-internal-detail";
 
 use super::{Guard, open_store};
+use crate::support::net::LOOPBACK;
 
 /// A reference Storage Service on a free loopback port, and two ways to talk to it.
 struct Service {

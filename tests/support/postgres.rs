@@ -10,7 +10,6 @@
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
 use std::{
-    net::{Ipv4Addr, TcpListener},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -18,6 +17,8 @@ use std::{
 };
 
 use order_processor::storage::postgres::PostgresConfig;
+
+use super::port;
 
 /// How many times to try a fresh port when another process took the one picked.
 const START_ATTEMPTS: u32 = 3;
@@ -67,7 +68,7 @@ impl PgServer {
             ],
         );
         for attempt in 1..=START_ATTEMPTS {
-            server.port = free_port();
+            server.port = port::free();
             match server.try_start() {
                 Ok(()) => return server,
                 Err(log) if attempt == START_ATTEMPTS => {
@@ -297,13 +298,6 @@ fn temp_dir(as_nobody: bool) -> PathBuf {
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         dir
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("find a free port")
-        .port()
 }
 
 fn path(path: &Path) -> &str {
