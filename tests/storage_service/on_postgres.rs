@@ -20,5 +20,5 @@ pub(crate) async fn open_store() -> (Store, Guard) {
 
 // The one suite, compiled once per store on purpose: `super::open_store` differs.
 #[allow(clippy::duplicate_mod)]
-#[path = "suite.rs"]
+#[path = "suite/mod.rs"]
 mod suite;
