@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, on_both_backends, order, problem, spawn_app};
+use crate::{
+    helpers::{Backend, TestApp, on_both_backends, order, spawn_app},
+    support::problem::problem,
+};
 
 async fn cancel(app: &TestApp, id: &str, body: Value) -> reqwest::Response {
     app.client

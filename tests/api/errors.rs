@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, on_both_backends, order, problem, spawn_app};
+use crate::{
+    helpers::{Backend, on_both_backends, order, spawn_app},
+    support::problem::problem,
+};
 
 async fn invalid_fields_are_refused_with_400_naming_the_field(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -14,8 +14,8 @@ use poem::{
 use serde_json::Value;
 
 use crate::{
-    helpers::{Backend, TestApp, order, problem, spawn_app, spawn_order_processor},
-    support::{net::LOOPBACK, port},
+    helpers::{Backend, TestApp, order, spawn_app, spawn_order_processor},
+    support::{net::LOOPBACK, port, problem::problem},
 };
 use order_processor::{
     http::server::{Running, Server},

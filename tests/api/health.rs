@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, on_both_backends, problem, spawn_app};
+use crate::{
+    helpers::{Backend, on_both_backends, spawn_app},
+    support::problem::problem,
+};
 
 async fn health_live_and_ready_answer_up(backend: Backend) {
     let app = spawn_app(backend).await;

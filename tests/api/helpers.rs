@@ -206,38 +206,6 @@ pub fn order(book_id: &str, quantity: i64, user_id: &str) -> Value {
     json!({ "bookId": book_id, "quantity": quantity, "userId": user_id })
 }
 
-/// The body of a response that must be a Problem with `status`; checks the shape.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    if actual != status {
-        let body = response.text().await.unwrap_or_default();
-        panic!("expected status {status}, got {actual}: {body}");
-    }
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "content type {content_type}"
-    );
-    let body: Value = response.json().await.expect("a JSON problem body");
-    assert_eq!(body["status"], status, "{body}");
-    assert!(
-        body["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("/problems/")),
-        "{body}"
-    );
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
-    body
-}
-
 /// Defines each listed `async fn name(backend: Backend)` as one test per backend: the embedded
 /// store, and the reference Storage Service on SQLite and on PostgreSQL. (Named when there were
 /// two; the tests that use it need not change.)

@@ -9,6 +9,7 @@ mod support {
     pub mod net;
     pub mod port;
     pub mod postgres;
+    pub mod problem;
     pub mod sqlite;
 }
 

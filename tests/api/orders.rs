@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, on_both_backends, order, problem, spawn_app};
+use crate::{
+    helpers::{Backend, on_both_backends, order, spawn_app},
+    support::problem::problem,
+};
 
 async fn create_order_returns_201_with_the_confirmed_order_and_its_location(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -1,5 +1,5 @@
 //! What every error answer must be: a Problem whose status is the HTTP status, in JSON,
-//! with nothing of an internal error in it.
+//! with nothing of an internal error in it, read through the typed client or as it came.
 
 use std::fmt::Debug;
 
@@ -7,6 +7,7 @@ use order_processor::generated::storage_service::client::{Error, ResponseValue, 
 use serde_json::Value;
 
 use super::failures::SECRET;
+use crate::support::problem::{self, assert_json_content_type, check_problem};
 
 /// Text that only an internal error carries. A Problem is built from a kind and a detail,
 /// so none of it may ever reach a caller.
@@ -23,37 +24,12 @@ const INTERNAL_MARKERS: &[&str] = &[
     SECRET,
 ];
 
-/// What every error body shares: `type`, `title`, and a `status` equal to the HTTP status,
-/// with nothing of an internal error in it.
-fn check_problem(body: &Value, status: u16) {
-    assert_eq!(body["status"], status, "{body}");
-    assert!(
-        body["type"]
-            .as_str()
-            .is_some_and(|type_| type_.starts_with("/problems/")),
-        "{body}"
-    );
-    assert!(
-        body["title"]
-            .as_str()
-            .is_some_and(|title| !title.is_empty()),
-        "{body}"
-    );
+/// Fails when `body` carries text of the error behind it.
+fn assert_nothing_internal(body: &Value) {
     let text = body.to_string().to_lowercase();
     for marker in INTERNAL_MARKERS {
         assert!(!text.contains(marker), "internal text {marker:?} in {body}");
     }
-}
-
-fn assert_json_content_type(headers: &reqwest::header::HeaderMap) {
-    let content_type = headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "content type {content_type:?}"
-    );
 }
 
 /// The Problem of a typed call that must fail with `status`.
@@ -66,7 +42,9 @@ pub(super) fn problem<T: Debug>(
             assert_eq!(response.status().as_u16(), status, "{response:?}");
             assert_json_content_type(response.headers());
             let problem = response.into_inner();
-            check_problem(&serde_json::to_value(&problem).unwrap(), status);
+            let body = serde_json::to_value(&problem).unwrap();
+            check_problem(&body, status);
+            assert_nothing_internal(&body);
             problem
         }
         other => panic!("expected a {status} Problem, got {other:?}"),
@@ -75,13 +53,8 @@ pub(super) fn problem<T: Debug>(
 
 /// The Problem of a raw response that must have `status`.
 pub(super) async fn raw_problem(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("read the body");
-    assert_eq!(actual, status, "{text}");
-    assert_json_content_type(&headers);
-    let body: Value = serde_json::from_str(&text).expect("a JSON Problem");
-    check_problem(&body, status);
+    let body = problem::problem(response, status).await;
+    assert_nothing_internal(&body);
     body
 }
 
