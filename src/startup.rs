@@ -58,8 +58,12 @@ impl Application {
     ) -> io::Result<Self> {
         let orders = Arc::new(OrderService::new(storage));
         tokio::spawn(recovery::run(Arc::downgrade(&orders), recovery));
-        let app =
-            server::app::<_, ApiProblem>(api::service(OrdersApi::new(orders)), api::ROUTES).boxed();
+        let app = server::app::<_, ApiProblem>(
+            api::service(OrdersApi::new(orders)),
+            api::ROUTES,
+            api::document_additions,
+        )
+        .boxed();
         Ok(Self {
             server: Server::bind(addr).await?,
             app,

@@ -11,7 +11,10 @@ mod support {
 
 use std::sync::Arc;
 
-use order_processor::{http::storage_api::spawn_reference_storage, startup::Application};
+use order_processor::{
+    http::{problem, storage_api::spawn_reference_storage},
+    startup::Application,
+};
 use serde_json::Value;
 
 use support::{net::LOOPBACK, sqlite::fresh_store};
@@ -64,4 +67,94 @@ async fn the_reference_storage_service_serves_exactly_its_committed_spec() {
     assert_same("storage-service.yaml", &served(&storage.url()).await);
 
     storage.stop().await.expect("stop cleanly");
+}
+
+/// Swagger UI shows a response's own examples, so each error answer of both specs carries
+/// at least one, and each is an answer the service can give: a kind of problem it knows,
+/// with that kind's title, under the status the kind is answered with.
+#[test]
+fn every_error_answer_has_examples_of_problems_the_service_gives_with_its_status() {
+    for spec in ["order-processor.yaml", "storage-service.yaml"] {
+        let document = committed(spec);
+        let mut missing = Vec::new();
+        for (path, operations) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                for (status, response) in operation["responses"].as_object().expect("responses") {
+                    let where_ = format!("{spec}: {method} {path} {status}");
+                    let media = &response["content"]["application/json"];
+                    if media["schema"]["$ref"] != "#/components/schemas/Problem" {
+                        continue;
+                    }
+                    let examples = media["examples"].as_object();
+                    if examples.is_none_or(|examples| examples.is_empty()) {
+                        missing.push(where_);
+                        continue;
+                    }
+                    for (name, example) in examples.into_iter().flatten() {
+                        let reference = example["$ref"].as_str().expect("a reference");
+                        let component = reference
+                            .strip_prefix("#/components/examples/")
+                            .expect("a reference to components/examples");
+                        let value = &document["components"]["examples"][component]["value"];
+                        assert_is_an_answer(&format!("{where_} {name}"), status, value);
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "without examples:\n{}",
+            missing.join("\n")
+        );
+    }
+}
+
+fn assert_is_an_answer(where_: &str, status: &str, problem: &Value) {
+    let kind = problem::KINDS
+        .iter()
+        .find(|kind| problem["type"] == kind.type_)
+        .unwrap_or_else(|| panic!("{where_}: {} is not a kind of problem", problem["type"]));
+    assert_eq!(problem["title"], kind.title, "{where_}: title");
+    assert_eq!(problem["status"], kind.status.as_u16(), "{where_}: status");
+    assert_eq!(
+        status,
+        kind.status.as_str(),
+        "{where_}: answered under another status"
+    );
+}
+
+/// Swagger UI, `/openapi.json` and `/openapi.yaml` show one document, examples included.
+#[tokio::test]
+async fn swagger_ui_and_both_documents_show_the_same_document_with_its_examples() {
+    let (store, _dir) = fresh_store();
+    let server = Application::build(store, LOOPBACK)
+        .await
+        .expect("bind")
+        .spawn();
+    let get = |path: &str| {
+        let url = format!("{}{path}", server.url());
+        async move {
+            let response = reqwest::get(url).await.expect("GET");
+            assert_eq!(response.status(), 200);
+            response.text().await.expect("read the body")
+        }
+    };
+
+    let json = get("/openapi.json").await;
+    let document: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(document, served(&server.url()).await);
+    let conflict = &document["paths"]["/orders"]["post"]["responses"]["409"]["content"];
+    let examples = conflict["application/json; charset=utf-8"]["examples"]
+        .as_object()
+        .expect("the 409 of POST /orders has examples");
+    assert_eq!(
+        examples["outOfStock"]["$ref"],
+        "#/components/examples/outOfStock"
+    );
+    assert!(
+        get("/docs").await.contains(&json),
+        "the Swagger UI page inlines the served document"
+    );
+
+    server.stop().await.expect("stop cleanly");
 }

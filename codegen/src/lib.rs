@@ -17,6 +17,7 @@
 //! as dependencies of that crate.
 
 mod client;
+mod examples;
 mod naming;
 mod operations;
 mod routes;

@@ -10,6 +10,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
+    examples::Answer,
     naming::{field_ident, ident, response_ident, status_variant, variant_ident},
     routes::RouteData,
     server::{Generator, doc},
@@ -162,6 +163,7 @@ impl Generator<'_> {
         let responses = self.responses(
             &response_ident,
             path,
+            method,
             operation_id,
             operation,
             parses_request,
@@ -332,7 +334,7 @@ impl Generator<'_> {
                 "a request body must be required and carry no description",
             );
         }
-        match self.json_content(&body.content, &format!("{pointer}/content")) {
+        match self.json_content(&body.content, &format!("{pointer}/content"), false) {
             Ok(Some(ty)) => Some(ty),
             Err(()) => None,
             Ok(None) => {
@@ -343,11 +345,13 @@ impl Generator<'_> {
     }
 
     /// The type of an `application/json` content map, which must hold a schema reference;
-    /// `Ok(None)` for no content.
+    /// `Ok(None)` for no content. A response's content may name examples (`answer`); they are
+    /// checked and kept by `response_examples`.
     fn json_content(
         &mut self,
         content: &openapiv3::Content,
         pointer: &str,
+        answer: bool,
     ) -> Result<Option<TokenStream>, ()> {
         let before = self.problems.len();
         let mut types = None;
@@ -357,8 +361,17 @@ impl Generator<'_> {
                 self.refuse(&media_pointer, "only application/json content is supported");
                 continue;
             }
-            if media.example.is_some() || !media.examples.is_empty() || !media.encoding.is_empty() {
+            if !answer && (media.example.is_some() || !media.examples.is_empty()) {
                 self.refuse(&media_pointer, "examples belong on the component schema");
+            }
+            if answer && media.example.is_some() {
+                self.refuse(
+                    &media_pointer,
+                    "an answer names its examples under `examples`",
+                );
+            }
+            if !media.encoding.is_empty() {
+                self.refuse(&media_pointer, "encoding is not supported");
             }
             let Some(schema) = &media.schema else {
                 self.refuse(&media_pointer, "content needs a schema");
@@ -382,10 +395,12 @@ impl Generator<'_> {
         Ok(types)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn responses(
         &mut self,
         response_ident: &Ident,
         path: &str,
+        method: &str,
         operation_id: &str,
         operation: &Operation,
         parses_request: bool,
@@ -419,7 +434,18 @@ impl Generator<'_> {
             if variant.is_none() {
                 self.refuse(&response_pointer, format!("status {code} is not supported"));
             }
-            let body = self.json_content(&response.content, &format!("{response_pointer}/content"));
+            let content_pointer = format!("{response_pointer}/content");
+            let body = self.json_content(&response.content, &content_pointer, true);
+            if let (Ok(Some(ty)), Some(media)) = (&body, response.content.get("application/json")) {
+                let answer = Answer {
+                    path,
+                    method,
+                    status: *code,
+                    ty,
+                };
+                let pointer = format!("{content_pointer}/application~1json/examples");
+                self.response_examples(&answer, media, &pointer);
+            }
             let headers = self.response_headers(response, &response_pointer);
             let (Some(variant), Ok(body), Some(headers)) = (variant, body, headers) else {
                 continue;

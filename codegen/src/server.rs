@@ -6,7 +6,7 @@ use openapiv3::OpenAPI;
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::{naming::variant_ident, routes::RouteData, spec::Problem};
+use crate::{examples::Examples, naming::variant_ident, routes::RouteData, spec::Problem};
 
 /// Walks one spec; `generate` assembles what it collected.
 pub(crate) struct Generator<'a> {
@@ -27,6 +27,8 @@ pub(crate) struct Generator<'a> {
     pub(crate) parameter_patterns: Vec<(String, String, String)>,
     /// The paths with their methods and header parameters, for `ROUTES`.
     pub(crate) routes: Vec<RouteData>,
+    /// The examples of the answers, for `document_additions()`.
+    pub(crate) answer_examples: Examples,
 }
 
 /// The server interface of `spec`, or every problem that stands in the way.
@@ -35,6 +37,7 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
     let tags = generator.tags();
     let schemas = generator.schemas();
     let operations = generator.operations();
+    generator.check_component_examples();
     if !generator.problems.is_empty() {
         return Err(generator.problems);
     }
@@ -43,6 +46,7 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
     let patterns = generator.compiled_patterns();
     let api = generator.documented_api();
     let routes = generator.route_table();
+    let additions = generator.document_additions();
     Ok(quote! {
         use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, payload::Json, types::{ParseError, ParseFromJSON}};
 
@@ -99,6 +103,7 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
         #(#examples)*
         #service
         #routes
+        #additions
     })
 }
 
@@ -120,6 +125,7 @@ impl<'a> Generator<'a> {
             property_patterns: Vec::new(),
             parameter_patterns: Vec::new(),
             routes: Vec::new(),
+            answer_examples: Examples::default(),
         }
     }
 

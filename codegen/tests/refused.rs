@@ -15,6 +15,30 @@ const REFUSED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "answer-example",
+        &[
+            "#/paths/~1things~1{id}/get/responses/400/content/application~1json: an answer names its examples under `examples`",
+        ],
+    ),
+    (
+        "answer-example-external",
+        &[
+            "#/paths/~1things~1{id}/get/responses/400/content/application~1json/examples/elsewhere: externalValue is not supported; give the value",
+        ],
+    ),
+    (
+        "answer-example-unknown",
+        &[
+            "#/paths/~1things~1{id}/get/responses/400/content/application~1json/examples/missing: #/components/examples/missing is not an example under #/components/examples",
+        ],
+    ),
+    (
+        "answer-example-without-value",
+        &[
+            "#/paths/~1things~1{id}/get/responses/400/content/application~1json/examples/empty: an example needs a value",
+        ],
+    ),
+    (
         "array-item-constraints",
         &[
             "#/components/schemas/Thing/properties/weight/items: constraints on array items are not supported",
@@ -273,6 +297,10 @@ const REFUSED: &[(&str, &[&str])] = &[
         &[
             "#/paths/~1things~1{id}/get/responses/503: a 503 response answers unexpected errors: it needs a body and no header but Retry-After",
         ],
+    ),
+    (
+        "unused-example",
+        &["#/components/examples/unused: no answer names this example"],
     ),
     ("version-3-1", &["#/openapi: version 3.1.0 is not 3.0.x"]),
 ];

@@ -19,6 +19,9 @@ pub struct Kind {
 macro_rules! kinds {
     ($($name:ident = $status:ident, $type_:literal, $title:literal;)*) => {
         $(pub const $name: &Kind = &Kind { type_: $type_, title: $title, status: StatusCode::$status };)*
+
+        /// Every kind, so that a document of the services can be checked against them.
+        pub const KINDS: &[&Kind] = &[$($name),*];
     };
 }
 

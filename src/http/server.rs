@@ -113,11 +113,13 @@ impl RouteTable {
 }
 
 /// The application of one service: its API, Swagger UI at `/docs`, the spec at
-/// `/openapi.json` and `/openapi.yaml`, and the shared middleware. `routes` is the API's
-/// generated `ROUTES`; `P` is the service's generated Problem type.
+/// `/openapi.json` and `/openapi.yaml`, and the shared middleware. `routes` and
+/// `document_additions` are the API's generated `ROUTES` and `document_additions`; `P` is the
+/// service's generated Problem type.
 pub fn app<T, P>(
     api: OpenApiService<T, ()>,
     routes: &'static [ApiRoute],
+    document_additions: fn() -> serde_json::Value,
 ) -> impl Endpoint<Output = Response>
 where
     T: OpenApi + 'static,
@@ -125,7 +127,7 @@ where
 {
     let spec = api.spec();
     let routes = Arc::new(RouteTable::new(routes));
-    let router = docs::<T>(spec).nest("/", api);
+    let router = docs::<T>(spec, document_additions).nest("/", api);
     let allow_routes = routes.clone();
     router
         .around({
@@ -152,12 +154,12 @@ where
         })
 }
 
-/// The documentation routes: the document at `/openapi.json` (`spec`, as served) and
-/// `/openapi.yaml`, and Swagger UI at `/docs`. The YAML and the Swagger UI page are built on
-/// their first request: the page inlines a 1.5 MB bundle and the document, and building both at
-/// start-up delayed readiness and kept them resident in every replica, browsed or not. They are built from `T`'s document with the info and servers of `spec`:
-/// all that the generated service sets.
-fn docs<T: OpenApi + 'static>(spec: String) -> Route {
+/// The documentation routes: the document at `/openapi.json` and `/openapi.yaml`, and
+/// Swagger UI at `/docs`. The document is poem-openapi's (`spec`) with what the generator adds
+/// that poem-openapi cannot declare (`additions`, the answers' examples). All three are built on
+/// their first request: the page inlines a 1.5 MB bundle and the document, and building them at
+/// start-up delayed readiness and kept them resident in every replica, browsed or not.
+fn docs<T: OpenApi + 'static>(spec: String, additions: fn() -> serde_json::Value) -> Route {
     let document: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
     let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
     let (title, version) = (
@@ -188,15 +190,22 @@ fn docs<T: OpenApi + 'static>(spec: String) -> Route {
         }
         service
     });
-    let (yaml, page) = (OnceLock::new(), OnceLock::new());
-    let yaml_service = service.clone();
+    let documents = Arc::new(Documents {
+        spec,
+        additions,
+        swagger_ui: Box::new(move || service().swagger_ui_html()),
+        json: OnceLock::new(),
+        yaml: OnceLock::new(),
+        page: OnceLock::new(),
+    });
+    let (json, yaml, page) = (documents.clone(), documents.clone(), documents);
     Route::new()
         .at(
             "/openapi.json",
             poem::endpoint::make_sync(move |_| {
                 Response::builder()
                     .content_type("application/json")
-                    .body(spec.clone())
+                    .body(json.json().to_owned())
             }),
         )
         .at(
@@ -205,15 +214,70 @@ fn docs<T: OpenApi + 'static>(spec: String) -> Route {
                 Response::builder()
                     .content_type("application/x-yaml")
                     .header("Content-Disposition", "inline; filename=\"spec.yaml\"")
-                    .body(yaml.get_or_init(|| yaml_service().spec_yaml()).clone())
+                    .body(yaml.yaml().to_owned())
             }),
         )
         .at(
             "/docs",
-            poem::endpoint::make_sync(move |_| {
-                poem::web::Html(page.get_or_init(|| service().swagger_ui_html()).clone())
-            }),
+            poem::endpoint::make_sync(move |_| poem::web::Html(page.page().to_owned())),
         )
+}
+
+/// The served document in its three forms, each built once, on first use.
+struct Documents {
+    /// poem-openapi's document, as JSON.
+    spec: String,
+    additions: fn() -> serde_json::Value,
+    /// Swagger UI's page over poem-openapi's document.
+    swagger_ui: Box<dyn Fn() -> String + Send + Sync>,
+    json: OnceLock<String>,
+    yaml: OnceLock<String>,
+    page: OnceLock<String>,
+}
+
+impl Documents {
+    fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            let mut document = serde_json::from_str(&self.spec).unwrap_or_default();
+            merge_patch(&mut document, (self.additions)());
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        })
+    }
+
+    fn yaml(&self) -> &str {
+        self.yaml.get_or_init(|| {
+            let document: serde_json::Value = serde_json::from_str(self.json()).unwrap_or_default();
+            serde_yaml::to_string(&document).unwrap_or_default()
+        })
+    }
+
+    /// poem-openapi builds the page only from its own document, which the page inlines
+    /// verbatim: that text is replaced by the served one.
+    fn page(&self) -> &str {
+        self.page
+            .get_or_init(|| (self.swagger_ui)().replacen(&self.spec, self.json(), 1))
+    }
+}
+
+/// Applies a JSON merge patch (RFC 7396) to `target`.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let serde_json::Value::Object(target) = target else {
+        unreachable!("made an object above");
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(&key);
+        } else {
+            merge_patch(target.entry(key).or_insert(serde_json::Value::Null), value);
+        }
+    }
 }
 
 /// The document of the API `T`, without an instance of it.
@@ -659,4 +723,41 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: draining in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge_patch;
+
+    #[test]
+    fn a_merge_patch_adds_replaces_and_removes_members_and_keeps_the_rest_in_order() {
+        let mut document = json!({
+            "openapi": "3.0.0",
+            "paths": { "/a": { "get": { "responses": { "400": { "description": "Bad." } } } } },
+            "gone": true
+        });
+        merge_patch(
+            &mut document,
+            json!({
+                "paths": { "/a": { "get": { "responses": { "400": { "examples": { "x": 1 } } } } } },
+                "components": { "examples": { "x": { "value": 1 } } },
+                "openapi": "3.0.3",
+                "gone": null
+            }),
+        );
+        assert_eq!(
+            document,
+            json!({
+                "openapi": "3.0.3",
+                "paths": { "/a": { "get": { "responses": {
+                    "400": { "description": "Bad.", "examples": { "x": 1 } }
+                } } } },
+                "components": { "examples": { "x": { "value": 1 } } }
+            })
+        );
+        let keys: Vec<&String> = document.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["openapi", "paths", "components"]);
+    }
 }

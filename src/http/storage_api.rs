@@ -58,7 +58,11 @@ impl<S> StorageApi<S> {
 /// The whole reference Storage Service over `storage`: its API, `/docs`, the spec, and the
 /// middleware both services share.
 pub fn app<S: OrderStore + Catalogue>(storage: Arc<S>) -> impl Endpoint<Output = Response> {
-    server::app::<_, ApiProblem>(api::service(StorageApi::new(storage)), api::ROUTES)
+    server::app::<_, ApiProblem>(
+        api::service(StorageApi::new(storage)),
+        api::ROUTES,
+        api::document_additions,
+    )
 }
 
 /// Binds the reference Storage Service over `storage` to `addr` (port 0 picks a free port)

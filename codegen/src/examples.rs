@@ -1,0 +1,182 @@
+//! The examples of each answer. poem-openapi cannot declare examples on a response, so the
+//! generator writes them, with the components they name, as a JSON merge patch (RFC 7396)
+//! that the service merges into the document it serves: `document_additions()`. Each example
+//! is parsed as its answer's type when the document is built, so one that breaks its schema
+//! fails the round-trip test rather than showing in Swagger UI.
+
+use openapiv3::{Example, MediaType, ReferenceOr};
+use proc_macro2::TokenStream;
+use quote::quote;
+use serde_json::{Map, Value, json};
+
+use crate::{server::Generator, spec::escape_pointer};
+
+const COMPONENT_PREFIX: &str = "#/components/examples/";
+
+/// The content type under which poem-openapi's `Json` payload declares an answer's body: the
+/// examples go there in the served document.
+const SERVED_JSON: &str = "application/json; charset=utf-8";
+
+/// The answer whose content names examples.
+pub(crate) struct Answer<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) status: u16,
+    /// The Rust type of its body.
+    pub(crate) ty: &'a TokenStream,
+}
+
+/// The examples met so far: what the patch adds under each answer, and each example's JSON
+/// with the type it must parse as.
+#[derive(Default)]
+pub(crate) struct Examples {
+    patch: Map<String, Value>,
+    checks: Vec<(TokenStream, String)>,
+    used_components: Vec<String>,
+}
+
+impl Generator<'_> {
+    /// Checks and keeps the examples of one answer's `application/json` content. Each is a
+    /// reference to `#/components/examples`, or an example with a `value` of its own.
+    pub(crate) fn response_examples(
+        &mut self,
+        answer: &Answer<'_>,
+        media: &MediaType,
+        pointer: &str,
+    ) {
+        let examples = &media.examples;
+        if examples.is_empty() {
+            return;
+        }
+        let mut written = Map::new();
+        for (name, example) in examples {
+            let example_pointer = format!("{pointer}/{}", escape_pointer(name));
+            let value = match example {
+                ReferenceOr::Reference { reference } => {
+                    let Some(component) = self.component_example(reference, &example_pointer)
+                    else {
+                        continue;
+                    };
+                    self.answer_examples
+                        .used_components
+                        .push(reference[COMPONENT_PREFIX.len()..].to_owned());
+                    written.insert(name.clone(), json!({ "$ref": reference }));
+                    component
+                }
+                ReferenceOr::Item(example) => {
+                    let Some(value) = self.example_value(example, &example_pointer) else {
+                        continue;
+                    };
+                    let item = serde_json::to_value(example).expect("an example is JSON");
+                    written.insert(name.clone(), item);
+                    value
+                }
+            };
+            self.answer_examples
+                .checks
+                .push((answer.ty.clone(), value.to_string()));
+        }
+        let answers = self
+            .answer_examples
+            .patch
+            .entry("paths")
+            .or_insert_with(|| json!({}));
+        answers[answer.path][answer.method]["responses"][answer.status.to_string()]["content"]
+            [SERVED_JSON]["examples"] = Value::Object(written);
+    }
+
+    /// The value of the component example `reference` names.
+    fn component_example(&mut self, reference: &str, pointer: &str) -> Option<Value> {
+        let found = reference.strip_prefix(COMPONENT_PREFIX).and_then(|name| {
+            self.spec
+                .components
+                .as_ref()
+                .and_then(|components| components.examples.get(name))
+        });
+        match found {
+            Some(ReferenceOr::Item(example)) => {
+                let pointer = format!(
+                    "#/components/examples/{}",
+                    escape_pointer(&reference[COMPONENT_PREFIX.len()..])
+                );
+                self.example_value(example, &pointer)
+            }
+            Some(ReferenceOr::Reference { .. }) => {
+                self.refuse(pointer, format!("{reference} is itself a reference"));
+                None
+            }
+            None => {
+                self.refuse(
+                    pointer,
+                    format!("{reference} is not an example under #/components/examples"),
+                );
+                None
+            }
+        }
+    }
+
+    fn example_value(&mut self, example: &Example, pointer: &str) -> Option<Value> {
+        if example.external_value.is_some() {
+            self.refuse(pointer, "externalValue is not supported; give the value");
+            return None;
+        }
+        let value = example.value.clone();
+        if value.is_none() {
+            self.refuse(pointer, "an example needs a value");
+        }
+        value
+    }
+
+    /// Every component example must be named by an answer: the document would otherwise
+    /// show an example that no answer gives.
+    pub(crate) fn check_component_examples(&mut self) {
+        let names: Vec<String> = self
+            .spec
+            .components
+            .iter()
+            .flat_map(|components| components.examples.keys().cloned())
+            .collect();
+        for name in names {
+            if !self.answer_examples.used_components.contains(&name) {
+                self.refuse(
+                    &format!("#/components/examples/{}", escape_pointer(&name)),
+                    "no answer names this example",
+                );
+            }
+        }
+    }
+
+    /// `document_additions()`: the merge patch, and a check of every example against its
+    /// answer's type.
+    pub(crate) fn document_additions(&self) -> TokenStream {
+        let mut patch = self.answer_examples.patch.clone();
+        let components: Map<String, Value> = self
+            .spec
+            .components
+            .iter()
+            .flat_map(|components| &components.examples)
+            .map(|(name, example)| {
+                let value = serde_json::to_value(example).expect("an example is JSON");
+                (name.clone(), value)
+            })
+            .collect();
+        if !components.is_empty() {
+            patch.insert("components".to_owned(), json!({ "examples": components }));
+        }
+        let patch = Value::Object(patch).to_string();
+        let checks = self
+            .answer_examples
+            .checks
+            .iter()
+            .map(|(ty, json)| quote!(let _: #ty = example(#json);));
+        quote! {
+            /// What the spec declares that poem-openapi cannot: the examples of its answers
+            /// and the components they name, as a JSON merge patch (RFC 7396) for the served
+            /// document. Each example is parsed as its answer's type first.
+            pub fn document_additions() -> serde_json::Value {
+                #(#checks)*
+                serde_json::from_str(#patch).expect("the generator writes valid JSON")
+            }
+        }
+    }
+}
