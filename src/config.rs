@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::{
     http::limits::ServerLimits,
+    metrics::MetricsToken,
     recovery::RecoveryConfig,
     storage::{http::HttpStorageConfig, postgres::PostgresConfig, resilience::RetryPolicy},
     telemetry::LogFormat,
@@ -29,6 +30,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub recovery: RecoveryConfig,
     pub server: ServerLimits,
+    /// The token `GET /metrics` asks for; `None`: it is open.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 /// A variable with a value that cannot be used.
@@ -76,6 +79,7 @@ impl Config {
             log_format,
             recovery,
             server,
+            metrics_token: metrics_token(&lookup)?,
         })
     }
 }
@@ -191,6 +195,29 @@ pub fn duration(
             reason: "expected a positive duration such as 30s, 500ms or 2m".to_owned(),
         }),
     }
+}
+
+/// `METRICS_TOKEN_FILE`: the file holding the bearer token that `GET /metrics` asks for, as
+/// a Kubernetes Secret mounts it; `None` when the variable is unset or empty, and `/metrics`
+/// is open. A file that cannot be read or holds no token stops startup: a restriction that
+/// was asked for is never dropped silently. Messages name the file, never its content.
+pub fn metrics_token(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<MetricsToken>, ConfigError> {
+    const VARIABLE: &str = "METRICS_TOKEN_FILE";
+    let Some(path) = lookup(VARIABLE).filter(|path| !path.is_empty()) else {
+        return Ok(None);
+    };
+    let error = |reason: String| ConfigError {
+        variable: VARIABLE,
+        value: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| error(format!("cannot read the token file: {err}")))?;
+    MetricsToken::from_file_text(&text)
+        .map(Some)
+        .ok_or_else(|| error("the token file is empty".to_owned()))
 }
 
 /// `DATABASE_URL` and `DATABASE_POOL_SIZE`: the PostgreSQL database of the reference Storage
@@ -402,6 +429,67 @@ mod tests {
             .unwrap_err();
             assert_eq!(err.variable, "DATABASE_POOL_SIZE", "{size}");
         }
+    }
+
+    /// A file under the system's temp dir holding `text`, removed when dropped.
+    struct TokenFile(PathBuf);
+
+    impl TokenFile {
+        fn new(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("metrics-token-{}", uuid::Uuid::new_v4()));
+            std::fs::write(&path, text).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TokenFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn without_a_metrics_token_file_metrics_are_open() {
+        assert_eq!(config(&[]).unwrap().metrics_token, None);
+        assert_eq!(
+            config(&[("METRICS_TOKEN_FILE", "")]).unwrap().metrics_token,
+            None
+        );
+    }
+
+    #[test]
+    fn the_metrics_token_is_read_from_its_file_without_the_line_end() {
+        let file = TokenFile::new("s3cret\n");
+        let path = file.0.to_str().unwrap();
+        let token = config(&[("METRICS_TOKEN_FILE", path)])
+            .unwrap()
+            .metrics_token
+            .unwrap();
+        assert!(token.admits(b"Bearer s3cret"));
+    }
+
+    #[test]
+    fn a_missing_metrics_token_file_is_refused_with_the_variable_named() {
+        let missing = std::env::temp_dir().join(format!("no-such-token-{}", uuid::Uuid::new_v4()));
+        let err = config(&[("METRICS_TOKEN_FILE", missing.to_str().unwrap())]).unwrap_err();
+        assert_eq!(err.variable, "METRICS_TOKEN_FILE");
+        assert!(
+            err.reason.starts_with("cannot read the token file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_metrics_token_file_is_refused_and_no_message_shows_a_token() {
+        for text in ["", " \n"] {
+            let file = TokenFile::new(text);
+            let err = config(&[("METRICS_TOKEN_FILE", file.0.to_str().unwrap())]).unwrap_err();
+            assert_eq!(err.variable, "METRICS_TOKEN_FILE");
+            assert_eq!(err.reason, "the token file is empty");
+        }
+        let file = TokenFile::new("s3cret");
+        let config = config(&[("METRICS_TOKEN_FILE", file.0.to_str().unwrap())]).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod deadline;
 pub mod domain;
 pub mod generated;
 pub mod http;
+pub mod metrics;
 pub mod recovery;
 pub mod startup;
 pub mod storage;

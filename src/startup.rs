@@ -16,6 +16,7 @@ use crate::{
         orders_api::OrdersApi,
         server::{self, Running, Server},
     },
+    metrics::MetricsToken,
     recovery::{self, RecoveryConfig},
     storage::{http::HttpStorage, sqlite::SqliteStore},
     telemetry::ErrorChain,
@@ -96,6 +97,15 @@ impl Application {
         }
     }
 
+    /// Asks `GET /metrics` for `token` as a bearer token; `None` leaves it open.
+    #[must_use]
+    pub fn with_metrics_token(self, token: Option<MetricsToken>) -> Self {
+        Self {
+            server: self.server.with_metrics_token(token),
+            ..self
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
@@ -150,7 +160,8 @@ pub async fn run(
         }
     }
     .map_err(StartupError::Bind)?
-    .with_limits(config.server);
+    .with_limits(config.server)
+    .with_metrics_token(config.metrics_token);
     tracing::info!(address = %application.local_addr(), "listening; Swagger UI at /docs");
     application
         .run_until(shutdown)

@@ -4,7 +4,8 @@
 //! Environment: `SERVER_PORT` (default 8083), `DATABASE_URL` (a `postgres://` URL: use
 //! PostgreSQL; unset: SQLite), `DATABASE_POOL_SIZE` (default 16 connections), `DATA_DIR`
 //! (default `data`; the SQLite database is `storage.db` inside it), `LOG_FORMAT` (`text` or
-//! `json`), and the server limits (`SERVER_MAX_CONNECTIONS` and the others of
+//! `json`), `METRICS_TOKEN_FILE` (a file holding the bearer token that `GET /metrics` asks
+//! for; unset: open), and the server limits (`SERVER_MAX_CONNECTIONS` and the others of
 //! `ServerLimits`). A bad value, or a database that cannot be reached at start, stops startup with a
 //! one-line message that names the variable, and exit code 1.
 
@@ -19,6 +20,7 @@ use order_processor::{
     config::{self, ConfigError},
     domain::storage::{Catalogue, OrderStore},
     http::{limits::ServerLimits, server, storage_api},
+    metrics::MetricsToken,
     storage::{
         postgres::{PostgresConfig, PostgresStore},
         sqlite::SqliteStore,
@@ -41,6 +43,7 @@ struct Settings {
     database: Database,
     log_format: LogFormat,
     limits: ServerLimits,
+    metrics_token: Option<MetricsToken>,
 }
 
 impl Settings {
@@ -57,6 +60,7 @@ impl Settings {
             database,
             log_format,
             limits: ServerLimits::from_env()?,
+            metrics_token: config::metrics_token(var)?,
         })
     }
 }
@@ -89,6 +93,7 @@ async fn run() -> ExitCode {
                     store,
                     addr,
                     settings.limits,
+                    settings.metrics_token,
                     format!("SQLite {}", path.display()),
                 )
                 .await
@@ -101,6 +106,7 @@ async fn run() -> ExitCode {
                     store,
                     addr,
                     settings.limits,
+                    settings.metrics_token,
                     format!("PostgreSQL {postgres}"),
                 )
                 .await
@@ -129,12 +135,16 @@ async fn serve<S: DemoSeed>(
     store: S,
     addr: SocketAddr,
     limits: ServerLimits,
+    metrics_token: Option<MetricsToken>,
     database: String,
 ) -> Result<(), BoxError> {
     if store.seed_demo_catalogue().await? {
         tracing::info!(%database, "seeded the demo catalogue");
     }
-    let server = server::Server::bind(addr).await?.with_limits(limits);
+    let server = server::Server::bind(addr)
+        .await?
+        .with_limits(limits)
+        .with_metrics_token(metrics_token);
     tracing::info!(addr = %server.local_addr(), %database, "storage service listening");
     server
         .run(storage_api::app(Arc::new(store)), server::shutdown_signal())

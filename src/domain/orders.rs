@@ -10,7 +10,7 @@ use super::model::{
     StatusChange,
 };
 use super::storage::{OrderStore, StorageError};
-use crate::telemetry::ErrorChain;
+use crate::{metrics, telemetry::ErrorChain};
 
 /// A purchase that passed its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,18 @@ pub enum PlaceOrderError {
     },
     #[error("unexpected storage error")]
     Internal(#[source] StorageError),
+}
+
+impl PlaceOrderError {
+    /// The outcome label of an order that reached no end.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::UnknownBook => "unknown_book",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
 }
 
 /// Why an order could not be read.
@@ -143,8 +155,21 @@ impl<S: OrderStore> OrderService<S> {
     }
 
     /// Places an order, or, when `key` names an order `user` already placed, resumes that
-    /// order from where it stopped and answers with its one outcome.
+    /// order from where it stopped and answers with its one outcome. Counts the outcome.
     pub async fn place(
+        &self,
+        request: OrderRequest,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Placed, PlaceOrderError> {
+        let placed = self.place_uncounted(request, key).await;
+        match &placed {
+            Ok(placed) => metrics::order_placed(placed.order.status.as_str(), placed.replayed),
+            Err(err) => metrics::order_placed(err.outcome(), false),
+        }
+        placed
+    }
+
+    async fn place_uncounted(
         &self,
         request: OrderRequest,
         key: Option<&IdempotencyKey>,
@@ -287,20 +312,25 @@ impl<S: OrderStore> OrderService<S> {
             let page = self.storage.orders(&query).await?;
             for order in page.items {
                 let id = order.id;
-                match self.settle(order).await {
+                let settled = self.settle(order).await;
+                match &settled {
                     Ok(order) => {
                         tracing::info!(order_id = %id, status = order.status.as_str(), "recovered a pending order");
                         recovery.settled += 1;
                     }
                     Err(PlaceOrderError::Unavailable { source, .. }) => {
-                        tracing::warn!(order_id = %id, error = %ErrorChain(&source), "cannot recover a pending order yet");
+                        tracing::warn!(order_id = %id, error = %ErrorChain(source), "cannot recover a pending order yet");
                         recovery.left_pending += 1;
                     }
                     Err(err) => {
-                        tracing::error!(order_id = %id, error = %ErrorChain(&err), "cannot recover a pending order");
+                        tracing::error!(order_id = %id, error = %ErrorChain(err), "cannot recover a pending order");
                         recovery.left_pending += 1;
                     }
                 }
+                metrics::order_recovered(match &settled {
+                    Ok(order) => order.status.as_str(),
+                    Err(err) => err.outcome(),
+                });
             }
             match page.next_cursor {
                 Some(cursor) => query.cursor = Some(cursor),
@@ -311,8 +341,24 @@ impl<S: OrderStore> OrderService<S> {
 
     /// Cancels a confirmed order and gives its stock back, in one step of the storage, so a
     /// repeated or concurrent cancel answers the same cancelled order and gives nothing back
-    /// twice.
+    /// twice. Counts the outcome.
     pub async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+    ) -> Result<Order, CancelOrderError> {
+        let cancelled = self.cancel_uncounted(id, reason).await;
+        metrics::order_cancel(match &cancelled {
+            Ok(_) => "cancelled",
+            Err(CancelOrderError::NotFound) => "not_found",
+            Err(CancelOrderError::NotConfirmed(_)) => "not_confirmed",
+            Err(CancelOrderError::Unavailable(_)) => "unavailable",
+            Err(CancelOrderError::Internal(_)) => "internal",
+        });
+        cancelled
+    }
+
+    async fn cancel_uncounted(
         &self,
         id: OrderId,
         reason: Option<&str>,

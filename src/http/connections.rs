@@ -45,6 +45,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::limits::ServerLimits;
+use crate::metrics::{self, Refusal};
 
 /// Pause after a failed accept, so that running out of file descriptors does not turn the
 /// accept loop into a busy loop while connections close.
@@ -95,6 +96,7 @@ pub(super) async fn serve(
                         ));
                     }
                     None => {
+                        metrics::refused(Refusal::ConnectionLimit);
                         tracing::warn!(
                             peer = %peer,
                             "refused a connection: every open connection has a request in progress"
@@ -275,6 +277,7 @@ async fn serve_connection(
     match ended {
         Ended::Served(Ok(())) => {}
         Ended::Served(Err(err)) if err.is_parse_version_h2() => {
+            metrics::refused(Refusal::Http2);
             tracing::warn!(peer = %peer, "refused an HTTP/2 connection: this server speaks HTTP/1.1 only");
             // 26 bytes on a connection with no answer under way: they fit in the socket's
             // buffer at once. A client that is gone already just misses them.
@@ -283,7 +286,12 @@ async fn serve_connection(
         Ended::Served(Err(err)) if err.is_parse() => {
             // Heads are cut at 64 KiB at most (`ServerLimits::parser_header_bytes`), below
             // the target length at which hyper would answer 414 instead.
-            let status = if err.is_parse_too_large() { 431 } else { 400 };
+            let (status, refusal) = if err.is_parse_too_large() {
+                (431, Refusal::HeadersTooLarge)
+            } else {
+                (400, Refusal::MalformedHead)
+            };
+            metrics::refused(refusal);
             tracing::warn!(
                 peer = %peer,
                 status,
@@ -295,6 +303,7 @@ async fn serve_connection(
             tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
         }
         Ended::HeadTimeout => {
+            metrics::refused(Refusal::HeadTimeout);
             tracing::info!(peer = %peer, timeout = ?limits.header_read_timeout, "closed a connection whose request head did not arrive in time");
         }
         Ended::IdleTimeout => {

@@ -29,6 +29,7 @@ kinds! {
     INVALID_REQUEST = BAD_REQUEST, "/problems/invalid-request", "The request is invalid";
     NOT_FOUND = NOT_FOUND, "/problems/not-found", "Not found";
     METHOD_NOT_ALLOWED = METHOD_NOT_ALLOWED, "/problems/method-not-allowed", "Method not allowed";
+    UNAUTHORIZED = UNAUTHORIZED, "/problems/unauthorized", "A bearer token is needed";
     OUT_OF_STOCK = CONFLICT, "/problems/out-of-stock", "Out of stock";
     CONFLICT = CONFLICT, "/problems/conflict", "Conflict";
     NOT_CANCELLABLE = CONFLICT, "/problems/not-cancellable", "Only a confirmed order can be cancelled";

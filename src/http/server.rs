@@ -1,10 +1,12 @@
 //! What both services share around their generated API: the documentation routes, Problem
 //! answers for every error poem raises itself (unknown route, wrong method, body too large,
 //! panic), the request limits (load shedding, deadline, body timeout, head size), a request
-//! id and one access-log line per request, and the server with its graceful shutdown.
+//! id, one access-log line and the request metrics per request, `GET /metrics`, and the
+//! server with its graceful shutdown.
 
 use std::{
     borrow::Cow,
+    convert::Infallible,
     io,
     marker::PhantomData,
     net::SocketAddr,
@@ -30,6 +32,7 @@ use super::{
     limits::ServerLimits,
     problem::{self, Problem},
 };
+use crate::metrics::{self, MetricsToken, Refusal};
 
 /// Largest request body, far above any order (a few hundred bytes) and small enough that a
 /// flood of large bodies cannot exhaust memory.
@@ -43,6 +46,10 @@ const REQUEST_ID: &str = "x-request-id";
 /// The probes' endpoints, answered however many requests are in progress: a busy replica
 /// is alive, and must not be restarted for being busy.
 const HEALTH_PATHS: [&str; 3] = ["/health", "/health/live", "/health/ready"];
+
+/// Where Prometheus scrapes the metrics. Like the documentation routes it is outside the
+/// API's spec.
+const METRICS_PATH: &str = "/metrics";
 
 /// Longest method logged; a longer one is cut. Every method the services answer is shorter.
 const MAX_LOGGED_METHOD_CHARS: usize = 16;
@@ -125,6 +132,8 @@ where
     T: OpenApi + 'static,
     P: From<Problem> + ToJSON + 'static,
 {
+    // Installed before the first request, so that nothing the service records is lost.
+    metrics::handle();
     let spec = api.spec();
     let routes = Arc::new(RouteTable::new(routes));
     let router = docs::<T>(spec, document_additions).nest("/", api);
@@ -152,6 +161,55 @@ where
             let routes = routes.clone();
             async move { log_request(endpoint, request, &routes).await }
         })
+        .around(|endpoint, request| serve_metrics::<_, P>(endpoint, request))
+}
+
+/// Answers `GET /metrics` ahead of the rest of the middleware: a scrape is neither shed nor
+/// held to the deadline, so that the metrics of a saturated replica can still be read, and
+/// it is neither counted nor logged, so that scraping does not show up in what it measures.
+/// When the server has a [`MetricsToken`], it must come as `Authorization: Bearer <token>`.
+async fn serve_metrics<E: Endpoint, P: From<Problem> + ToJSON>(
+    endpoint: Arc<E>,
+    request: Request,
+) -> poem::Result<Response> {
+    if request.uri().path() != METRICS_PATH {
+        return endpoint
+            .call(request)
+            .await
+            .map(IntoResponse::into_response);
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = problem_response::<P>(Problem::new(
+            problem::METHOD_NOT_ALLOWED,
+            "this path does not answer this method",
+        ));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
+    }
+    let token = request
+        .data::<Arc<Admission>>()
+        .and_then(|admission| admission.metrics_token.as_ref());
+    if let Some(token) = token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map_or(&[][..], HeaderValue::as_bytes);
+        if !token.admits(presented) {
+            let mut response = problem_response::<P>(Problem::new(
+                problem::UNAUTHORIZED,
+                "the metrics need the bearer token of METRICS_TOKEN_FILE",
+            ));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Ok(response);
+        }
+    }
+    Ok(Response::builder()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(metrics::render()))
 }
 
 /// The documentation routes: the document at `/openapi.json` and `/openapi.yaml`, and
@@ -409,6 +467,7 @@ async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
 struct Admission {
     limits: ServerLimits,
     in_flight: Semaphore,
+    metrics_token: Option<MetricsToken>,
 }
 
 /// Holds a request to the limits of the server that serves it: a head within
@@ -429,6 +488,7 @@ async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
     let limits = &admission.limits;
     let uri_bytes = target_bytes(request.uri());
     if uri_bytes > limits.max_uri_bytes {
+        metrics::refused(Refusal::UriTooLong);
         return Ok(problem_response::<P>(Problem::new(
             problem::URI_TOO_LONG,
             format!(
@@ -438,6 +498,7 @@ async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
         )));
     }
     if head_bytes(&request, uri_bytes) > limits.max_header_bytes {
+        metrics::refused(Refusal::HeadersTooLarge);
         return Ok(problem_response::<P>(Problem::new(
             problem::HEADERS_TOO_LARGE,
             format!(
@@ -452,6 +513,7 @@ async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
         match admission.in_flight.try_acquire() {
             Ok(permit) => Some(permit),
             Err(_) => {
+                metrics::refused(Refusal::Overloaded);
                 return Ok(problem_response::<P>(Problem::new(
                     problem::OVERLOADED,
                     "too many requests are in progress; retry after the given delay",
@@ -476,6 +538,7 @@ async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
             }
             Ok(Err(err)) => return Err(err.into()),
             Err(_) => {
+                metrics::refused(Refusal::RequestTimeout);
                 let mut response = problem_response::<P>(Problem::new(
                     problem::REQUEST_TIMEOUT,
                     format!(
@@ -503,6 +566,7 @@ async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
     match tokio::time::timeout(limits.request_deadline, answer).await {
         Ok(answered) => answered,
         Err(_) => {
+            metrics::refused(Refusal::DeadlineExceeded);
             tracing::warn!(deadline = ?limits.request_deadline, "the request did not finish within its deadline");
             Ok(problem_response::<P>(Problem::new(
                 problem::DEADLINE_EXCEEDED,
@@ -516,6 +580,7 @@ async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
 }
 
 fn body_too_large<P: From<Problem> + ToJSON>() -> Response {
+    metrics::refused(Refusal::BodyTooLarge);
     problem_response::<P>(Problem::new(
         problem::PAYLOAD_TOO_LARGE,
         format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
@@ -563,8 +628,8 @@ fn is_safe_request_id(id: &str) -> bool {
 }
 
 /// Gives the request an id (the caller's `X-Request-Id` when it has a safe form, a fresh one
-/// otherwise), runs it in a span that carries the id, echoes the id, and logs one line with
-/// method, route, status and latency. The method is the only field taken from the client
+/// otherwise), runs it in a span that carries the id, echoes the id, logs one line with
+/// method, route, status and latency, and records the same in the request metrics. The method is the only field taken from the client
 /// as it came: it is cut to a few characters, and logged as a string value, which the text
 /// format quotes and escapes.
 async fn log_request<E: Endpoint>(
@@ -573,6 +638,7 @@ async fn log_request<E: Endpoint>(
     routes: &RouteTable,
 ) -> poem::Result<Response> {
     let started = Instant::now();
+    let _in_flight = metrics::InFlight::enter();
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -580,9 +646,11 @@ async fn log_request<E: Endpoint>(
         .filter(|id| is_safe_request_id(id))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let method = clipped(request.method().as_str(), MAX_LOGGED_METHOD_CHARS).into_owned();
-    let route = routes
+    let method_label = metrics::method_label(request.method());
+    let template = routes
         .find(request.uri().path())
-        .map_or("-", |entry| entry.route.template);
+        .map(|entry| entry.route.template);
+    let route = template.unwrap_or("-");
     let span = tracing::info_span!("request", request_id = request_id.as_str());
     let mut response = endpoint
         .get_response(request)
@@ -593,6 +661,12 @@ async fn log_request<E: Endpoint>(
     span.in_scope(|| {
         tracing::info!(method = method.as_str(), route, status, ?latency, "request");
     });
+    metrics::request_answered(
+        template.unwrap_or("unmatched"),
+        method_label,
+        status,
+        latency,
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -604,6 +678,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     limits: ServerLimits,
+    metrics_token: Option<MetricsToken>,
 }
 
 impl Server {
@@ -615,12 +690,22 @@ impl Server {
             listener,
             addr,
             limits: ServerLimits::default(),
+            metrics_token: None,
         })
     }
 
     #[must_use]
     pub fn with_limits(self, limits: ServerLimits) -> Self {
         Self { limits, ..self }
+    }
+
+    /// Asks `GET /metrics` for `token` as a bearer token; `None` leaves it open.
+    #[must_use]
+    pub fn with_metrics_token(self, metrics_token: Option<MetricsToken>) -> Self {
+        Self {
+            metrics_token,
+            ..self
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -639,9 +724,14 @@ impl Server {
         let admission = Arc::new(Admission {
             in_flight: Semaphore::new(self.limits.max_requests_in_flight),
             limits: self.limits.clone(),
+            metrics_token: self.metrics_token,
         });
         let app = app.data(admission).map_to_response().boxed();
-        connections::serve(self.listener, app, self.limits, shutdown, DRAIN_TIMEOUT).await;
+        let serving = connections::serve(self.listener, app, self.limits, shutdown, DRAIN_TIMEOUT);
+        tokio::select! {
+            () = serving => {}
+            never = metrics_upkeep() => match never {},
+        }
         Ok(())
     }
 }
@@ -693,6 +783,16 @@ impl Drop for Running {
     fn drop(&mut self) {
         // Dropping the sender completes the shutdown future on the server task.
         self.stop.take();
+    }
+}
+
+/// Keeps the metrics' memory bounded while the server runs, scraped or not (see
+/// [`metrics::UPKEEP_PERIOD`]).
+async fn metrics_upkeep() -> Infallible {
+    let mut period = tokio::time::interval(metrics::UPKEEP_PERIOD);
+    loop {
+        period.tick().await;
+        metrics::upkeep();
     }
 }
 

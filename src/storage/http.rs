@@ -15,6 +15,7 @@ use crate::generated::storage_service::client::{
     Client, Error as ClientError, ResponseValue, types,
 };
 use crate::http::wire::same_variants;
+use crate::metrics;
 
 use super::resilience::{self, Breaker, Failure, RetryPolicy};
 
@@ -129,16 +130,49 @@ impl HttpStorage {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<ResponseValue<T>, ClientError<types::Problem>>>,
     {
-        resilience::call(operation, self.retry, &self.breaker, || {
-            let answer = send();
-            async move {
-                answer.await.map_err(|err| Failure {
-                    retry_after: retry_after(&err),
-                    error: classify(err),
-                })
-            }
-        })
+        measured(
+            operation,
+            resilience::call(operation, self.retry, &self.breaker, || {
+                let answer = send();
+                async move {
+                    answer.await.map_err(|err| Failure {
+                        retry_after: retry_after(&err),
+                        error: classify(err),
+                    })
+                }
+            }),
+        )
         .await
+    }
+}
+
+/// Runs one call of the adapter, its retries included, and records its outcome and time:
+/// the one place where storage calls are measured.
+async fn measured<T>(
+    operation: &'static str,
+    call: impl Future<Output = StorageResult<T>>,
+) -> StorageResult<T> {
+    let started = tokio::time::Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(err) => error_kind(err),
+    };
+    metrics::storage_call(operation, outcome, started.elapsed());
+    result
+}
+
+/// The label of a storage error's kind.
+fn error_kind(err: &StorageError) -> &'static str {
+    match err {
+        StorageError::NotFound => "not_found",
+        StorageError::UnknownBook => "unknown_book",
+        StorageError::OutOfStock { .. } => "out_of_stock",
+        StorageError::Conflict(_) => "conflict",
+        StorageError::InvalidCursor => "invalid_cursor",
+        StorageError::Refused(_) => "refused",
+        StorageError::Unavailable(_) => "unavailable",
+        StorageError::Failed(_) => "failed",
     }
 }
 
@@ -334,10 +368,13 @@ impl OrderStore for HttpStorage {
             attempts: 1,
             ..self.retry
         };
-        resilience::call("health", one, &self.breaker, || {
-            let answer = self.client.health().send();
-            async move { answer.await.map(|_| ()).map_err(|err| classify(err).into()) }
-        })
+        measured(
+            "health",
+            resilience::call("health", one, &self.breaker, || {
+                let answer = self.client.health().send();
+                async move { answer.await.map(|_| ()).map_err(|err| classify(err).into()) }
+            }),
+        )
         .await
     }
 }

@@ -13,7 +13,7 @@ use std::{sync::Mutex, time::Duration};
 use backon::{ExponentialBuilder, Retryable};
 use tokio::time::Instant;
 
-use crate::{deadline, domain::storage::StorageError, telemetry::ErrorChain};
+use crate::{deadline, domain::storage::StorageError, metrics, telemetry::ErrorChain};
 
 /// Attempts, backoff and timeouts of one storage call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,7 @@ where
                 let why = if admitted {
                     Withheld::DeadlinePassed
                 } else {
+                    metrics::storage_breaker_rejected(operation);
                     Withheld::CircuitOpen(breaker.threshold)
                 };
                 return Err(Failure::from(StorageError::Unavailable(why.into())));
@@ -111,6 +112,7 @@ where
             }
         })
         .notify(|failure, wait| {
+            metrics::storage_retry(operation);
             tracing::warn!(
                 operation,
                 retry_in = ?wait,
@@ -181,7 +183,11 @@ impl Breaker {
     fn record(&self, success: bool) {
         let mut state = self.state();
         *state = match (*state, success) {
-            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Open { .. }, true) => {
+                metrics::storage_breaker_entered("closed");
+                BreakerState::Closed { failures: 0 }
+            }
+            (BreakerState::Closed { .. }, true) => BreakerState::Closed { failures: 0 },
             (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
                 BreakerState::Closed {
                     failures: failures + 1,
@@ -193,6 +199,7 @@ impl Breaker {
                     cooldown = ?self.cooldown,
                     "the storage keeps failing: holding calls back"
                 );
+                metrics::storage_breaker_entered("open");
                 BreakerState::Open {
                     until: Instant::now() + self.cooldown,
                 }

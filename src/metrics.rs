@@ -1,0 +1,318 @@
+//! Prometheus metrics of both services: every metric's name, labels and meaning are here, and
+//! each is recorded in one place per concern (the server middleware, the storage adapter's
+//! call wrapper, the order flow) through the functions below. `GET /metrics` renders them in
+//! the Prometheus text format (see `http/server.rs`).
+//!
+//! The recorder is process-global: the `metrics` facade takes one recorder per process
+//! (`metrics::set_global_recorder` succeeds once), so it is installed on first use by
+//! [`handle`] and every server of the process shares it. Tests that start several services in
+//! one process therefore see each other's counts, and assert on differences or on labels only
+//! they produce. A process runs one service in production, where this never shows.
+
+use std::{fmt, sync::OnceLock, time::Duration};
+
+use metrics::{Label, counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
+
+/// The content type of the Prometheus text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Bucket bounds of every latency histogram, in seconds: requests and storage calls take from
+/// a fifth of a millisecond (a cached read) to the 5 s deadline and a little past it.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+
+/// How often the samples of histograms are folded into their buckets when nobody scrapes:
+/// until then they are kept one by one, and memory would grow with every request.
+pub const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+
+const HTTP_REQUESTS: &str = "http_requests_total";
+const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
+const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
+const HTTP_REQUESTS_REFUSED: &str = "http_requests_refused_total";
+const ORDERS: &str = "orders_total";
+const ORDER_CANCELS: &str = "order_cancels_total";
+const ORDERS_RECOVERED: &str = "orders_recovered_total";
+const STORAGE_CALLS: &str = "storage_calls_total";
+const STORAGE_CALL_DURATION: &str = "storage_call_duration_seconds";
+const STORAGE_CALL_RETRIES: &str = "storage_call_retries_total";
+const STORAGE_BREAKER_TRANSITIONS: &str = "storage_circuit_breaker_transitions_total";
+const STORAGE_BREAKER_REJECTIONS: &str = "storage_circuit_breaker_rejections_total";
+
+/// The recorder's handle, installing the recorder on the first call. Returns `None` when
+/// another recorder was installed first (by a program that embeds the services), which then
+/// receives the metrics instead.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .expect("the bucket list is not empty");
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics go to another recorder; /metrics stays empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The `# HELP` lines.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "Requests answered, by route template, method and status"
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from a request's head to its answer, by route template, method and status"
+    );
+    describe_gauge!(
+        HTTP_REQUESTS_IN_FLIGHT,
+        "Requests in progress, the health endpoints included"
+    );
+    describe_counter!(
+        HTTP_REQUESTS_REFUSED,
+        "Requests and connections the server refused itself, by reason"
+    );
+    describe_counter!(
+        ORDERS,
+        "Orders placed, by outcome; replayed=\"true\" for a keyed retry answered with an earlier outcome"
+    );
+    describe_counter!(ORDER_CANCELS, "Cancels, by outcome");
+    describe_counter!(
+        ORDERS_RECOVERED,
+        "Pending orders the recovery task found, by outcome"
+    );
+    describe_counter!(
+        STORAGE_CALLS,
+        "Calls to the Storage Service, retries included in one call, by operation and outcome"
+    );
+    describe_histogram!(
+        STORAGE_CALL_DURATION,
+        Unit::Seconds,
+        "Time of a call to the Storage Service, retries and backoff included, by operation and outcome"
+    );
+    describe_counter!(
+        STORAGE_CALL_RETRIES,
+        "Attempts at a Storage Service call after its first, by operation"
+    );
+    describe_counter!(
+        STORAGE_BREAKER_TRANSITIONS,
+        "Times the circuit breaker of the Storage Service client opened or closed, by the state it entered"
+    );
+    describe_counter!(
+        STORAGE_BREAKER_REJECTIONS,
+        "Attempts the open circuit breaker held back, by operation"
+    );
+}
+
+/// The metrics in the Prometheus text format.
+pub fn render() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Folds the histograms' samples into their buckets; see [`UPKEEP_PERIOD`].
+pub fn upkeep() {
+    if let Some(handle) = handle() {
+        handle.run_upkeep();
+    }
+}
+
+/// One answered request. `route` is a route template or `unmatched`, never a raw path, and
+/// `method` one of a closed set (see [`method_label`]), so that no client can add series.
+pub fn request_answered(route: &'static str, method: &'static str, status: u16, took: Duration) {
+    let labels = vec![
+        Label::new("route", route),
+        Label::new("method", method),
+        Label::new("status", status.to_string()),
+    ];
+    counter!(HTTP_REQUESTS, labels.clone()).increment(1);
+    histogram!(HTTP_REQUEST_DURATION, labels).record(took.as_secs_f64());
+}
+
+/// The label of a request method: the standard methods by name, anything else `other`.
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts a request in progress until dropped, so that a request whose client went away is
+/// counted out as well.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn enter() -> Self {
+        gauge!(HTTP_REQUESTS_IN_FLIGHT).increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!(HTTP_REQUESTS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// What the server refused on its own, before or instead of the application's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `503`: too many requests in progress.
+    Overloaded,
+    /// `503`: the request ran past its deadline.
+    DeadlineExceeded,
+    /// `413`: a body over the limit.
+    BodyTooLarge,
+    /// `414`: a request target over the limit.
+    UriTooLong,
+    /// `431`: a head over the limit, answered by the application or by the HTTP parser.
+    HeadersTooLarge,
+    /// `408`: the body did not arrive in time.
+    RequestTimeout,
+    /// The connection was closed: its request head did not arrive in time.
+    HeadTimeout,
+    /// `400` from the HTTP parser: a head it cannot read.
+    MalformedHead,
+    /// A connection closed at once: every open connection had a request in progress.
+    ConnectionLimit,
+    /// A connection that spoke HTTP/2, answered with `GOAWAY`.
+    Http2,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Overloaded => "overloaded",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::HeadTimeout => "head_timeout",
+            Self::MalformedHead => "malformed_head",
+            Self::ConnectionLimit => "connection_limit",
+            Self::Http2 => "http2",
+        }
+    }
+}
+
+pub fn refused(refusal: Refusal) {
+    counter!(HTTP_REQUESTS_REFUSED, "reason" => refusal.label()).increment(1);
+}
+
+/// An order request's outcome: the status the order ended in, or why it reached no end.
+pub fn order_placed(outcome: &'static str, replayed: bool) {
+    let replayed = if replayed { "true" } else { "false" };
+    counter!(ORDERS, "outcome" => outcome, "replayed" => replayed).increment(1);
+}
+
+pub fn order_cancel(outcome: &'static str) {
+    counter!(ORDER_CANCELS, "outcome" => outcome).increment(1);
+}
+
+pub fn order_recovered(outcome: &'static str) {
+    counter!(ORDERS_RECOVERED, "outcome" => outcome).increment(1);
+}
+
+/// One call of the storage adapter, its retries included; `outcome` is `ok` or the kind of
+/// its error.
+pub fn storage_call(operation: &'static str, outcome: &'static str, took: Duration) {
+    let labels = [("operation", operation), ("outcome", outcome)];
+    counter!(STORAGE_CALLS, &labels).increment(1);
+    histogram!(STORAGE_CALL_DURATION, &labels).record(took.as_secs_f64());
+}
+
+pub fn storage_retry(operation: &'static str) {
+    counter!(STORAGE_CALL_RETRIES, "operation" => operation).increment(1);
+}
+
+/// The circuit breaker entered `state`: `open` or `closed`.
+pub fn storage_breaker_entered(state: &'static str) {
+    counter!(STORAGE_BREAKER_TRANSITIONS, "state" => state).increment(1);
+}
+
+pub fn storage_breaker_rejected(operation: &'static str) {
+    counter!(STORAGE_BREAKER_REJECTIONS, "operation" => operation).increment(1);
+}
+
+/// The bearer token that `GET /metrics` asks for (`METRICS_TOKEN_FILE`). Neither `Debug` nor
+/// any other way of printing it shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// A token from the text of its file; `None` when the file holds nothing but white
+    /// space. The line end that files usually carry is not part of the token.
+    pub fn from_file_text(text: &str) -> Option<Self> {
+        let token = text.trim();
+        (!token.is_empty()).then(|| Self(token.to_owned()))
+    }
+
+    /// Whether an `Authorization` header value presents this token as `Bearer <token>`.
+    /// The comparison takes the same time wherever the first difference is, so that the
+    /// token cannot be guessed byte by byte from the answer's timing.
+    pub fn admits(&self, authorization: &[u8]) -> bool {
+        let Some(space) = authorization.iter().position(|&byte| byte == b' ') else {
+            return false;
+        };
+        let (scheme, presented) = authorization.split_at(space);
+        scheme.eq_ignore_ascii_case(b"bearer")
+            && bool::from(presented.trim_ascii().ct_eq(self.0.as_bytes()))
+    }
+}
+
+impl fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_admitted_only_as_a_bearer_token_with_the_same_bytes() {
+        let token = MetricsToken::from_file_text("s3cret\n").unwrap();
+        assert!(token.admits(b"Bearer s3cret"));
+        assert!(token.admits(b"bearer s3cret"));
+        assert!(!token.admits(b"Bearer s3cre"));
+        assert!(!token.admits(b"Bearer s3cretX"));
+        assert!(!token.admits(b"Basic s3cret"));
+        assert!(!token.admits(b"s3cret"));
+        assert!(!token.admits(b""));
+    }
+
+    #[test]
+    fn a_file_of_white_space_holds_no_token_and_debug_never_shows_one() {
+        assert!(MetricsToken::from_file_text(" \n").is_none());
+        let token = MetricsToken::from_file_text("s3cret").unwrap();
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&poem::http::Method::POST), "POST");
+        let made_up = poem::http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&made_up), "other");
+    }
+}
