@@ -55,6 +55,9 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             match builder.install_recorder() {
                 Ok(handle) => {
                     describe();
+                    // Present from the start, so that a dashboard shows 0 rather than no data
+                    // before the first request.
+                    gauge!(HTTP_REQUESTS_IN_FLIGHT).set(0.0);
                     Some(handle)
                 }
                 Err(err) => {
