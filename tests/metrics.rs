@@ -226,6 +226,10 @@ async fn requests_orders_and_storage_calls_are_counted_by_route_template_status_
     assert_eq!(get("/no/such/path").await.unwrap().status(), 404);
     assert_eq!(get("/orders/not-a-uuid").await.unwrap().status(), 400);
 
+    let posted = client.post(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(posted.status(), 405);
+    assert_eq!(posted.headers()["allow"], "GET, HEAD");
+
     let after = scrape(&base, None).await;
     let delta = Delta {
         before: &before,
