@@ -11,3 +11,4 @@ pub mod recovery;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod trace;

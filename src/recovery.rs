@@ -10,10 +10,12 @@ use std::{
 };
 
 use chrono::Utc;
+use tracing::Instrument;
 
 use crate::{
     domain::{orders::OrderService, storage::OrderStore},
     telemetry::ErrorChain,
+    trace::{self, RequestContext, TraceContext},
 };
 
 /// When an order counts as stuck, and how often to look for stuck orders.
@@ -47,7 +49,21 @@ pub async fn run<S: OrderStore>(orders: Weak<OrderService<S>>, config: RecoveryC
         let Some(orders) = orders.upgrade() else {
             return;
         };
-        round(&orders, config).await;
+        // Each round is a trace of its own, so that its calls can be found in the Storage
+        // Service's log as a request's can.
+        let trace = TraceContext::new_trace();
+        let span = tracing::info_span!(
+            "recovery",
+            trace_id = %trace.trace_id,
+            span_id = %trace.span_id,
+        );
+        let context = RequestContext {
+            trace,
+            request_id: None,
+        };
+        trace::within(context, round(&orders, config))
+            .instrument(span)
+            .await;
         drop(orders);
         tokio::time::sleep(config.period).await;
     }

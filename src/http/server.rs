@@ -27,6 +27,8 @@ use tokio::{
 };
 use tracing::Instrument;
 
+use crate::trace::{self, RequestContext, TraceContext, Traceparent};
+
 use super::{
     connections,
     limits::ServerLimits,
@@ -40,8 +42,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How long in-flight requests may run on after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-const REQUEST_ID: &str = "x-request-id";
 
 /// The probes' endpoints, answered however many requests are in progress: a busy replica
 /// is alive, and must not be restarted for being busy.
@@ -619,19 +619,13 @@ fn clipped(value: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
-/// A request id safe to log and to echo: `[A-Za-z0-9._-]{1,128}`.
-fn is_safe_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 /// Gives the request an id (the caller's `X-Request-Id` when it has a safe form, a fresh one
-/// otherwise), runs it in a span that carries the id, echoes the id, logs one line with
-/// method, route, status and latency, and records the same in the request metrics. The method is the only field taken from the client
-/// as it came: it is cut to a few characters, and logged as a string value, which the text
-/// format quotes and escapes.
+/// otherwise) and a span of the caller's trace (its `traceparent` when valid, a new trace
+/// otherwise); runs it in a log span that carries both, with both carried on to every
+/// storage call; echoes the request id, and logs one line with method, route, status and
+/// latency, and records the same in the request metrics. The method is the only field taken
+/// from the client as it came: it is cut to a few characters, and logged as a string value,
+/// which the text format quotes and escapes.
 async fn log_request<E: Endpoint>(
     endpoint: Arc<E>,
     request: Request,
@@ -639,21 +633,29 @@ async fn log_request<E: Endpoint>(
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let _in_flight = metrics::InFlight::enter();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| is_safe_request_id(id))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let request_id = trace::request_id_from(request.headers());
+    let trace = TraceContext::continuing(Traceparent::from_headers(request.headers()));
     let method = clipped(request.method().as_str(), MAX_LOGGED_METHOD_CHARS).into_owned();
     let method_label = metrics::method_label(request.method());
     let template = routes
         .find(request.uri().path())
         .map(|entry| entry.route.template);
     let route = template.unwrap_or("-");
-    let span = tracing::info_span!("request", request_id = request_id.as_str());
-    let mut response = endpoint
-        .get_response(request)
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_str(),
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        parent_id = tracing::field::Empty,
+    );
+    if let Some(parent_id) = trace.parent_id {
+        span.record("parent_id", tracing::field::display(parent_id));
+    }
+    let context = RequestContext {
+        trace,
+        request_id: Some(request_id.clone()),
+    };
+    let mut response = trace::within(context, endpoint.get_response(request))
         .instrument(span.clone())
         .await;
     let status = response.status().as_u16();
@@ -668,7 +670,7 @@ async fn log_request<E: Endpoint>(
         latency,
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        response.headers_mut().insert(trace::REQUEST_ID, value);
     }
     Ok(response)
 }

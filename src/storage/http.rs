@@ -3,6 +3,7 @@
 
 use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
+use progenitor_client::{ClientHooks, OperationInfo};
 use reqwest::StatusCode;
 
 use crate::domain::model::{
@@ -173,6 +174,20 @@ fn error_kind(err: &StorageError) -> &'static str {
         StorageError::Refused(_) => "refused",
         StorageError::Unavailable(_) => "unavailable",
         StorageError::Failed(_) => "failed",
+    }
+}
+
+/// Every request the client builds, each retry included, carries the trace and request id of
+/// the request being served (see [`crate::trace`]). progenitor calls this implementation on
+/// `Client` in place of its default one on `&Client`.
+impl ClientHooks<()> for Client {
+    async fn pre<E>(
+        &self,
+        request: &mut reqwest::Request,
+        _: &OperationInfo,
+    ) -> Result<(), ClientError<E>> {
+        crate::trace::inject(request.headers_mut());
+        Ok(())
     }
 }
 

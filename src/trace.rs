@@ -1,0 +1,354 @@
+//! The trace of the request being served (W3C Trace Context) and its request id, carried with
+//! the task that serves it, as `crate::deadline` carries the deadline, so that every call to
+//! the Storage Service on its way sends them on and both services' logs can be joined by
+//! trace id.
+
+use std::fmt;
+
+use poem::http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The W3C Trace Context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The request id header, taken from the caller when it has a safe form and always answered.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The one `traceparent` version this service reads and writes.
+const VERSION: &str = "00";
+
+/// The `sampled` bit of the trace flags; the other bits of version 00 are not defined.
+const SAMPLED: u8 = 0x01;
+
+/// A trace id: 16 random bytes, never all zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(u128);
+
+/// A span id: 8 random bytes, never all zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanId(u64);
+
+impl TraceId {
+    fn random() -> Self {
+        Self(fastrand::u128(1..))
+    }
+}
+
+impl SpanId {
+    fn random() -> Self {
+        Self(fastrand::u64(1..))
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A valid `traceparent` as a caller sent it: the trace it belongs to and the caller's span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traceparent {
+    pub trace_id: TraceId,
+    pub parent_id: SpanId,
+    pub flags: u8,
+}
+
+impl Traceparent {
+    /// Reads `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>` as the W3C Trace Context
+    /// recommendation writes it: lower-case hex only, neither id all zeros. Anything else,
+    /// another version included, is `None`: the caller's trace is then not continued.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut fields = value.split('-');
+        let (version, trace_id, parent_id, flags) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        if fields.next().is_some() || version != VERSION {
+            return None;
+        }
+        let trace_id = hex(trace_id, 32).and_then(|id| u128::from_str_radix(id, 16).ok())?;
+        let parent_id = hex(parent_id, 16).and_then(|id| u64::from_str_radix(id, 16).ok())?;
+        let flags = hex(flags, 2).and_then(|flags| u8::from_str_radix(flags, 16).ok())?;
+        if trace_id == 0 || parent_id == 0 {
+            return None;
+        }
+        Some(Self {
+            trace_id: TraceId(trace_id),
+            parent_id: SpanId(parent_id),
+            flags,
+        })
+    }
+
+    /// The `traceparent` of a request's headers; a missing, repeated or malformed one is
+    /// `None`.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let mut values = headers.get_all(TRACEPARENT).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        Self::parse(value.to_str().ok()?)
+    }
+}
+
+/// `field` when it is exactly `len` lower-case hex digits. `from_str_radix` alone would also
+/// take a sign and upper case.
+fn hex(field: &str, len: usize) -> Option<&str> {
+    (field.len() == len
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(field)
+}
+
+/// This service's part of a trace: the trace it belongs to, the span it opened for its
+/// part, and the span of the caller it continues, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_id: Option<SpanId>,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// A span of the caller's trace, or the first span of a new trace when the caller sent
+    /// no valid `traceparent`.
+    pub fn continuing(caller: Option<Traceparent>) -> Self {
+        match caller {
+            Some(caller) => Self {
+                trace_id: caller.trace_id,
+                span_id: SpanId::random(),
+                parent_id: Some(caller.parent_id),
+                sampled: caller.flags & SAMPLED != 0,
+            },
+            None => Self::new_trace(),
+        }
+    }
+
+    /// The first span of a new trace. Sampled: its logs are written whatever the flag says,
+    /// and a collector downstream should keep it too.
+    pub fn new_trace() -> Self {
+        Self {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            parent_id: None,
+            sampled: true,
+        }
+    }
+
+    /// The `traceparent` of a call made within this span: same trace, this span as parent.
+    pub fn traceparent(&self) -> String {
+        let flags = if self.sampled { SAMPLED } else { 0 };
+        format!("{VERSION}-{}-{}-{flags:02x}", self.trace_id, self.span_id)
+    }
+}
+
+/// What identifies the request being served, in logs and on every call it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub trace: TraceContext,
+    /// A safe id (see [`is_safe_request_id`]), or none for work no request started.
+    pub request_id: Option<String>,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+/// Runs `work` with `context` as the context of every call it makes.
+pub async fn within<F: Future>(context: RequestContext, work: F) -> F::Output {
+    CURRENT.scope(context, work).await
+}
+
+/// Sets on an outgoing call the headers that carry the current context: `traceparent` and
+/// `x-request-id`. A call made outside any request starts a trace of its own.
+pub fn inject(headers: &mut HeaderMap) {
+    let (trace, request_id) = CURRENT
+        .try_with(|context| (context.trace, context.request_id.clone()))
+        .unwrap_or_else(|_| (TraceContext::new_trace(), None));
+    if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
+        headers.insert(TRACEPARENT, value);
+    }
+    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert(REQUEST_ID, value);
+    }
+}
+
+/// A request id safe to log and to echo: `[A-Za-z0-9._-]{1,128}`.
+pub fn is_safe_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The caller's request id when it has a safe form, a fresh one otherwise.
+pub fn request_id_from(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_safe_request_id(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_traceparent_is_read() {
+        let parsed = Traceparent::parse(VALID).unwrap();
+        assert_eq!(
+            parsed.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(parsed.parent_id.to_string(), "00f067aa0ba902b7");
+        assert_eq!(parsed.flags, 0x01);
+        let unsampled = Traceparent::parse(&VALID.replace("-01", "-00")).unwrap();
+        assert_eq!(unsampled.flags, 0);
+    }
+
+    #[test]
+    fn every_malformed_traceparent_is_refused() {
+        let refused = [
+            ("empty", String::new()),
+            ("another version", VALID.replacen("00", "01", 1)),
+            ("the forbidden version", VALID.replacen("00", "ff", 1)),
+            ("a longer version", format!("0{VALID}")),
+            ("extra fields", format!("{VALID}-extra")),
+            ("a trailing dash", format!("{VALID}-")),
+            ("missing flags", VALID[..52].to_owned()),
+            (
+                "all-zero trace id",
+                VALID.replace("4bf92f3577b34da6a3ce929d0e0e4736", &"0".repeat(32)),
+            ),
+            (
+                "all-zero parent id",
+                VALID.replace("00f067aa0ba902b7", &"0".repeat(16)),
+            ),
+            (
+                "short trace id",
+                VALID.replace(
+                    "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "4bf92f3577b34da6a3ce929d0e0e473",
+                ),
+            ),
+            (
+                "long trace id",
+                VALID.replace(
+                    "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "4bf92f3577b34da6a3ce929d0e0e47361",
+                ),
+            ),
+            (
+                "short parent id",
+                VALID.replace("00f067aa0ba902b7", "00f067aa0ba902b"),
+            ),
+            (
+                "long parent id",
+                VALID.replace("00f067aa0ba902b7", "00f067aa0ba902b71"),
+            ),
+            ("one-digit flags", VALID.replace("-01", "-1")),
+            ("three-digit flags", VALID.replace("-01", "-001")),
+            ("upper-case hex", VALID.replace("4bf9", "4BF9")),
+            ("upper-case flags", VALID.replace("-01", "-0A")),
+            ("non-hex trace id", VALID.replace("4bf9", "4bg9")),
+            ("non-hex parent id", VALID.replace("00f0", "00x0")),
+            ("non-hex flags", VALID.replace("-01", "-0z")),
+            (
+                "a signed parent id",
+                VALID.replace("00f067aa0ba902b7", "+0f067aa0ba902b7"),
+            ),
+            ("spaces", format!(" {VALID}")),
+            ("another separator", VALID.replace('-', "_")),
+        ];
+        for (what, value) in refused {
+            assert_eq!(Traceparent::parse(&value), None, "{what}: {value}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_traceparent_header_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(VALID));
+        assert!(Traceparent::from_headers(&headers).is_some());
+        headers.append(TRACEPARENT, HeaderValue::from_static(VALID));
+        assert_eq!(Traceparent::from_headers(&headers), None);
+        assert_eq!(Traceparent::from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_span_continues_its_callers_trace_under_an_id_of_its_own() {
+        let caller = Traceparent::parse(VALID).unwrap();
+        let span = TraceContext::continuing(Some(caller));
+        assert_eq!(span.trace_id, caller.trace_id);
+        assert_eq!(span.parent_id, Some(caller.parent_id));
+        assert_ne!(span.span_id, caller.parent_id);
+        assert!(span.sampled);
+        let sent = Traceparent::parse(&span.traceparent()).unwrap();
+        assert_eq!(sent.trace_id, caller.trace_id);
+        assert_eq!(sent.parent_id, span.span_id);
+        assert_eq!(sent.flags, 0x01);
+
+        let unsampled = Traceparent::parse(&VALID.replace("-01", "-00"));
+        let span = TraceContext::continuing(unsampled);
+        assert!(span.traceparent().ends_with("-00"));
+    }
+
+    #[test]
+    fn without_a_caller_a_new_sampled_trace_starts() {
+        let (one, two) = (
+            TraceContext::continuing(None),
+            TraceContext::continuing(None),
+        );
+        assert_ne!(one.trace_id, two.trace_id);
+        assert_eq!(one.parent_id, None);
+        assert!(Traceparent::parse(&one.traceparent()).is_some_and(|sent| sent.flags == 0x01));
+    }
+
+    #[tokio::test]
+    async fn calls_carry_the_current_context_and_outside_one_a_trace_of_their_own() {
+        let context = RequestContext {
+            trace: TraceContext::new_trace(),
+            request_id: Some("order-17".to_owned()),
+        };
+        let headers = within(context.clone(), async {
+            let mut headers = HeaderMap::new();
+            inject(&mut headers);
+            headers
+        })
+        .await;
+        assert_eq!(headers[TRACEPARENT], context.trace.traceparent());
+        assert_eq!(headers[REQUEST_ID], "order-17");
+
+        assert!(CURRENT.try_with(|_| ()).is_err());
+        let mut outside = HeaderMap::new();
+        inject(&mut outside);
+        let sent = Traceparent::from_headers(&outside).unwrap();
+        assert_ne!(sent.trace_id, context.trace.trace_id);
+        assert!(outside.get(REQUEST_ID).is_none());
+    }
+
+    #[test]
+    fn request_ids_of_a_safe_form_are_kept_and_others_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("Order-17_retry.2"));
+        assert_eq!(request_id_from(&headers), "Order-17_retry.2");
+        for unsafe_id in ["a b", "abc}:request{request_id=FORGED", &"x".repeat(129)] {
+            headers.insert(REQUEST_ID, HeaderValue::from_str(unsafe_id).unwrap());
+            let replaced = request_id_from(&headers);
+            assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+        }
+    }
+}
