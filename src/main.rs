@@ -22,7 +22,7 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(config.log_format);
     match startup::run(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

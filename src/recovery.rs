@@ -51,12 +51,13 @@ pub async fn run<S: OrderStore>(orders: Weak<OrderService<S>>, config: RecoveryC
         };
         // Each round is a trace of its own, so that its calls can be found in the Storage
         // Service's log as a request's can.
-        let trace = TraceContext::new_trace();
         let span = tracing::info_span!(
             "recovery",
-            trace_id = %trace.trace_id,
-            span_id = %trace.span_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
+        let trace = trace::exported(&span, TraceContext::new_trace());
+        trace.record(&span);
         let context = RequestContext {
             trace,
             request_id: None,

@@ -145,11 +145,64 @@ impl TraceContext {
         }
     }
 
+    /// Fills in the `trace_id`, `span_id` and `parent_id` fields of `span`, declared empty
+    /// where it was created, so that every line logged within it names the trace.
+    pub fn record(&self, span: &tracing::Span) {
+        span.record("trace_id", tracing::field::display(self.trace_id));
+        span.record("span_id", tracing::field::display(self.span_id));
+        if let Some(parent_id) = self.parent_id {
+            span.record("parent_id", tracing::field::display(parent_id));
+        }
+    }
+
     /// The `traceparent` of a call made within this span: same trace, this span as parent.
     pub fn traceparent(&self) -> String {
         let flags = if self.sampled { SAMPLED } else { 0 };
         format!("{VERSION}-{}-{}-{flags:02x}", self.trace_id, self.span_id)
     }
+}
+
+/// The ids under which `span` is exported when spans are (see `crate::telemetry`): the
+/// exporter gives the span its id, under the caller's trace, and what is sent on and logged
+/// must name that span. `trace` as it is when nothing is exported.
+#[cfg(feature = "otlp")]
+pub fn exported(span: &tracing::Span, trace: TraceContext) -> TraceContext {
+    use opentelemetry::trace::{self as otel, TraceContextExt};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    if let Some(parent_id) = trace.parent_id {
+        let flags = if trace.sampled {
+            otel::TraceFlags::SAMPLED
+        } else {
+            otel::TraceFlags::default()
+        };
+        let caller = otel::SpanContext::new(
+            otel::TraceId::from(trace.trace_id.0),
+            otel::SpanId::from(parent_id.0),
+            flags,
+            true,
+            otel::TraceState::default(),
+        );
+        // Refused only when the span is not exported, which the check below catches.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(caller));
+    }
+    let context = span.context();
+    let exported = context.span().span_context().clone();
+    if !exported.is_valid() {
+        return trace;
+    }
+    TraceContext {
+        trace_id: TraceId(u128::from_be_bytes(exported.trace_id().to_bytes())),
+        span_id: SpanId(u64::from_be_bytes(exported.span_id().to_bytes())),
+        parent_id: trace.parent_id,
+        sampled: exported.is_sampled(),
+    }
+}
+
+/// Without the `otlp` feature nothing is exported: the ids are this service's own.
+#[cfg(not(feature = "otlp"))]
+pub fn exported(_: &tracing::Span, trace: TraceContext) -> TraceContext {
+    trace
 }
 
 /// What identifies the request being served, in logs and on every call it makes.

@@ -84,7 +84,7 @@ async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(settings.log_format);
+    let _telemetry = telemetry::init(settings.log_format);
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
     let served = match settings.database {
         Database::Sqlite(path) => match SqliteStore::open(&path) {

@@ -644,13 +644,12 @@ async fn log_request<E: Endpoint>(
     let span = tracing::info_span!(
         "request",
         request_id = request_id.as_str(),
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         parent_id = tracing::field::Empty,
     );
-    if let Some(parent_id) = trace.parent_id {
-        span.record("parent_id", tracing::field::display(parent_id));
-    }
+    let trace = trace::exported(&span, trace);
+    trace.record(&span);
     let context = RequestContext {
         trace,
         request_id: Some(request_id.clone()),
