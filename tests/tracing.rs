@@ -551,3 +551,137 @@ async fn an_order_is_followed_across_both_services_logs_by_its_trace_id() {
         assert_ne!(span["span_id"], processor_span_id.as_str(), "{line}");
     }
 }
+
+/// Spans exported to a collector, with the `otlp` feature:
+/// `cargo nextest run -p order-processor --test tracing --features otlp`.
+#[cfg(feature = "otlp")]
+mod otlp {
+    use super::*;
+
+    /// A collector that keeps the body of every export it is sent.
+    struct Collector {
+        url: String,
+        exports: Arc<Mutex<Vec<Bytes>>>,
+    }
+
+    impl Collector {
+        async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind(loopback())
+                .await
+                .expect("bind the collector");
+            let url = format!("http://{}", listener.local_addr().expect("its address"));
+            let exports = Arc::new(Mutex::new(Vec::new()));
+            let kept = exports.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let kept = kept.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request: Request<Incoming>| {
+                            let kept = kept.clone();
+                            async move {
+                                if request.uri().path() == "/v1/traces" {
+                                    let body = request.into_body().collect().await?.to_bytes();
+                                    kept.lock().unwrap().push(body);
+                                }
+                                let mut response = Response::new(Full::new(Bytes::new()));
+                                response.headers_mut().insert(
+                                    "content-type",
+                                    hyper::header::HeaderValue::from_static(
+                                        "application/x-protobuf",
+                                    ),
+                                );
+                                Ok::<_, hyper::Error>(response)
+                            }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            Self { url, exports }
+        }
+
+        /// Whether the spans exported so far hold every id of `hex_ids`, each as the bytes
+        /// that protobuf carries.
+        fn has_all(&self, hex_ids: &[&str]) -> bool {
+            let exports = self.exports.lock().unwrap();
+            hex_ids.iter().all(|id| {
+                let bytes: Vec<u8> = (0..id.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&id[i..i + 2], 16).expect("a hex id"))
+                    .collect();
+                exports
+                    .iter()
+                    .any(|export| export.windows(bytes.len()).any(|window| window == bytes))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn both_services_export_the_spans_their_logs_and_headers_name() {
+        let collector = Collector::start().await;
+        let otlp = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "info"),
+        ];
+        let dir = TempDir::new();
+        let data_dir = [("DATA_DIR", dir.0.to_str().expect("a UTF-8 path"))];
+        let storage = Process::start(
+            STORAGE_SERVICE,
+            &[&otlp[..], &data_dir].concat(),
+            "storage service listening",
+            "addr",
+        );
+        let storage_url = [("STORAGE_SERVICE_URL", storage.url.as_str())];
+        let order_processor = Process::start(
+            ORDER_PROCESSOR,
+            &[&otlp[..], &storage_url].concat(),
+            "listening; Swagger UI at /docs",
+            "address",
+        );
+
+        let response = reqwest::Client::new()
+            .post(format!("{}/orders", order_processor.url))
+            .header("traceparent", traceparent())
+            .json(&json!({"bookId": "book-1", "quantity": 1, "userId": "user-1"}))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), 201);
+
+        let processor_lines = order_processor.lines_of_trace(TRACE_ID, "/orders");
+        let processor_span = processor_lines
+            .iter()
+            .find(|line| line["message"] == "request")
+            .and_then(|line| line["span"]["span_id"].as_str())
+            .unwrap_or_else(|| panic!("no access line in {processor_lines:?}"))
+            .to_owned();
+        let storage_lines = storage.lines_of_trace(TRACE_ID, "/orders/{id}/status");
+        let storage_spans: Vec<&str> = storage_lines
+            .iter()
+            .filter(|line| line["message"] == "request")
+            .filter_map(|line| {
+                assert_eq!(line["span"]["parent_id"], processor_span.as_str(), "{line}");
+                line["span"]["span_id"].as_str()
+            })
+            .collect();
+        assert_eq!(storage_spans.len(), 3, "{storage_lines:?}");
+
+        // The caller's span appears as the parent of the Order Processor's.
+        let mut wanted = vec![TRACE_ID, CALLER_SPAN_ID, processor_span.as_str()];
+        wanted.extend(&storage_spans);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !collector.has_all(&wanted) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            collector.has_all(&wanted),
+            "the collector did not receive the spans {wanted:?}"
+        );
+    }
+}
