@@ -15,7 +15,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// What telemetry holds until the process ends: dropping it sends the spans not yet exported.
+/// What telemetry holds until the process ends. With OTLP export on, dropping it sends the
+/// spans not yet exported.
 #[must_use = "telemetry is flushed when this is dropped"]
 #[derive(Debug)]
 pub struct Telemetry {

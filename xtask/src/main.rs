@@ -96,6 +96,12 @@ fn test() -> Result<(), String> {
             "warnings",
         ],
     )?;
+    // The OTLP export is off by default: checked here so that it keeps building.
+    step::cargo(
+        &root,
+        "OTLP export builds",
+        &["check", "--features", "otlp"],
+    )?;
     deny::check(&root)?;
     specs::validate(&root)?;
     // The tests start PostgreSQL servers of their own from these binaries.
