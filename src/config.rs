@@ -1,7 +1,11 @@
 //! Configuration from the environment, as the seed names it. A bad value stops startup with
 //! a one-line message that names the variable.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use crate::{
     http::limits::ServerLimits,
@@ -25,6 +29,8 @@ pub enum StorageConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The address to listen on (`SERVER_HOST`): every interface unless set.
+    pub host: IpAddr,
     pub port: u16,
     pub storage: StorageConfig,
     pub log_format: LogFormat,
@@ -54,6 +60,7 @@ impl Config {
     /// Reads the configuration through `lookup`, so that tests need not touch the process
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let host = server_host(lookup("SERVER_HOST").as_deref())?;
         let port = server_port(lookup("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let server = ServerLimits::from_lookup(&lookup)?;
         let storage = match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
@@ -74,6 +81,7 @@ impl Config {
             )?,
         };
         Ok(Self {
+            host,
             port,
             storage,
             log_format,
@@ -82,6 +90,19 @@ impl Config {
             metrics_token: metrics_token(&lookup)?,
         })
     }
+}
+
+/// `SERVER_HOST`, an IP address, or every interface when it is unset: a pod listens on all of
+/// them, and a test or a laptop can keep a service on the loopback.
+pub fn server_host(value: Option<&str>) -> Result<IpAddr, ConfigError> {
+    let Some(value) = value else {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    };
+    value.parse::<IpAddr>().map_err(|_| ConfigError {
+        variable: "SERVER_HOST",
+        value: value.to_owned(),
+        reason: "expected an IP address such as 127.0.0.1 or 0.0.0.0".to_owned(),
+    })
 }
 
 /// `SERVER_PORT`, or `default` when it is unset.
@@ -367,6 +388,21 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.variable, variable, "{value}");
         }
+    }
+
+    #[test]
+    fn the_host_is_every_interface_unless_an_address_is_given() {
+        assert_eq!(config(&[]).unwrap().host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(
+            config(&[("SERVER_HOST", "127.0.0.1")]).unwrap().host,
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(
+            config(&[("SERVER_HOST", "::1")]).unwrap().host,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        let err = config(&[("SERVER_HOST", "localhost")]).unwrap_err();
+        assert_eq!(err.variable, "SERVER_HOST");
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let addr = SocketAddr::new(config.host, config.port);
     let application = match config.storage {
         StorageConfig::Remote { url, client } => {
             tracing::info!(storage = %url, "using the Storage Service");

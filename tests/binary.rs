@@ -47,6 +47,7 @@ fn a_malformed_storage_url_stops_startup_with_one_line_naming_the_variable() {
 fn storage_service_failing_with(database_url: &str) -> (Option<i32>, String) {
     let output = Command::new(STORAGE_SERVICE)
         .env("DATABASE_URL", database_url)
+        .env("SERVER_HOST", "127.0.0.1")
         .env("SERVER_PORT", "0")
         .output()
         .unwrap();

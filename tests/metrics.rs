@@ -65,6 +65,7 @@ impl StorageService {
         let dir = TempDir::new();
         let mut command = Command::new(STORAGE_SERVICE);
         command
+            .env("SERVER_HOST", "127.0.0.1")
             .env("SERVER_PORT", "0")
             .env("DATA_DIR", &dir.0)
             .env("LOG_FORMAT", "json")

@@ -391,6 +391,7 @@ impl Process {
     fn start(binary: &str, env: &[(&str, &str)], listening: &str, field: &str) -> Self {
         let mut command = Command::new(binary);
         command
+            .env("SERVER_HOST", "127.0.0.1")
             .env("SERVER_PORT", "0")
             .env("LOG_FORMAT", "json")
             .env_remove("STORAGE_SERVICE_URL")

@@ -10,7 +10,7 @@
 //! one-line message that names the variable, and exit code 1.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     process::ExitCode,
     sync::Arc,
@@ -39,6 +39,7 @@ enum Database {
 }
 
 struct Settings {
+    host: IpAddr,
     port: u16,
     database: Database,
     log_format: LogFormat,
@@ -49,6 +50,7 @@ struct Settings {
 impl Settings {
     fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var(name).ok();
+        let host = config::server_host(var("SERVER_HOST").as_deref())?;
         let port = config::server_port(var("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let log_format = config::parse_log_format(var("LOG_FORMAT").as_deref())?;
         let database = match config::postgres(var)? {
@@ -56,6 +58,7 @@ impl Settings {
             None => Database::Sqlite(config::data_dir(var("DATA_DIR")).join(DATABASE_FILE)),
         };
         Ok(Self {
+            host,
             port,
             database,
             log_format,
@@ -85,7 +88,7 @@ async fn run() -> ExitCode {
         }
     };
     let _telemetry = telemetry::init(settings.log_format);
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
+    let addr = SocketAddr::new(settings.host, settings.port);
     let served = match settings.database {
         Database::Sqlite(path) => match SqliteStore::open(&path) {
             Ok(store) => {

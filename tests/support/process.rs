@@ -31,6 +31,7 @@ impl ChildService {
         let data_dir = TempDir::new();
         let mut command = Command::new(binary);
         command
+            .env("SERVER_HOST", "127.0.0.1")
             .env("SERVER_PORT", "0")
             .env("DATA_DIR", data_dir.path())
             .env("LOG_FORMAT", "json")
@@ -60,10 +61,10 @@ impl ChildService {
             _data_dir: data_dir,
         };
         let listening = service.wait_for(|line| line.contains("listening"));
-        // Both binaries listen on all interfaces and log the address they got, in either
-        // log format.
+        // Both binaries log the address they got, in either log format; the tests keep them
+        // on the loopback.
         let (_, after) = listening
-            .split_once("0.0.0.0:")
+            .split_once("127.0.0.1:")
             .unwrap_or_else(|| panic!("no address in the listening line: {listening}"));
         let port: u16 = after
             .chars()

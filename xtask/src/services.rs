@@ -96,6 +96,8 @@ impl Service {
             // The services keep their data under `work`, never in a database the environment
             // happens to name.
             .env_remove("DATABASE_URL")
+            // Reached over the loopback only: nothing else on the machine needs them.
+            .env("SERVER_HOST", "127.0.0.1")
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied())
             .stdout(Stdio::from(log))
