@@ -57,9 +57,6 @@ impl Generator<'_> {
                     else {
                         continue;
                     };
-                    self.answer_examples
-                        .used_components
-                        .push(reference[COMPONENT_PREFIX.len()..].to_owned());
                     written.insert(name.clone(), json!({ "$ref": reference }));
                     component
                 }
@@ -85,23 +82,22 @@ impl Generator<'_> {
             [SERVED_JSON]["examples"] = Value::Object(written);
     }
 
-    /// The value of the component example `reference` names.
+    /// The value of the component example `reference` names, which is then in use.
     fn component_example(&mut self, reference: &str, pointer: &str) -> Option<Value> {
         let found = reference.strip_prefix(COMPONENT_PREFIX).and_then(|name| {
             self.spec
                 .components
                 .as_ref()
                 .and_then(|components| components.examples.get(name))
+                .map(|example| (name, example))
         });
         match found {
-            Some(ReferenceOr::Item(example)) => {
-                let pointer = format!(
-                    "#/components/examples/{}",
-                    escape_pointer(&reference[COMPONENT_PREFIX.len()..])
-                );
+            Some((name, ReferenceOr::Item(example))) => {
+                let pointer = format!("{COMPONENT_PREFIX}{}", escape_pointer(name));
+                self.answer_examples.used_components.push(name.to_owned());
                 self.example_value(example, &pointer)
             }
-            Some(ReferenceOr::Reference { .. }) => {
+            Some((_, ReferenceOr::Reference { .. })) => {
                 self.refuse(pointer, format!("{reference} is itself a reference"));
                 None
             }
