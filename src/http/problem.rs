@@ -29,7 +29,8 @@ kinds! {
     INVALID_REQUEST = BAD_REQUEST, "/problems/invalid-request", "The request is invalid";
     NOT_FOUND = NOT_FOUND, "/problems/not-found", "Not found";
     METHOD_NOT_ALLOWED = METHOD_NOT_ALLOWED, "/problems/method-not-allowed", "Method not allowed";
-    UNAUTHORIZED = UNAUTHORIZED, "/problems/unauthorized", "A bearer token is needed";
+    UNAUTHORIZED = UNAUTHORIZED, "/problems/unauthorized", "A valid bearer token is needed";
+    FORBIDDEN = FORBIDDEN, "/problems/forbidden", "The token does not allow this";
     OUT_OF_STOCK = CONFLICT, "/problems/out-of-stock", "Out of stock";
     CONFLICT = CONFLICT, "/problems/conflict", "Conflict";
     NOT_CANCELLABLE = CONFLICT, "/problems/not-cancellable", "Only a confirmed order can be cancelled";
@@ -37,6 +38,7 @@ kinds! {
     UNSUPPORTED_MEDIA_TYPE = UNSUPPORTED_MEDIA_TYPE, "/problems/unsupported-media-type", "The request body must be application/json";
     UNKNOWN_BOOK = UNPROCESSABLE_ENTITY, "/problems/unknown-book", "Unknown book";
     IDEMPOTENCY_KEY_REUSED = UNPROCESSABLE_ENTITY, "/problems/idempotency-key-reused", "The idempotency key was used for another order";
+    RATE_LIMITED = TOO_MANY_REQUESTS, "/problems/rate-limited", "Too many orders for this user";
     INTERNAL = INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error";
     STORAGE_UNAVAILABLE = SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "The storage is unavailable";
     OVERLOADED = SERVICE_UNAVAILABLE, "/problems/overloaded", "The service is at its limit of requests in progress";
