@@ -10,9 +10,10 @@ tokio::task_local! {
     static DEADLINE: Instant;
 }
 
-/// Runs `work` with `deadline` as the deadline of everything it calls.
-pub async fn within<F: Future>(deadline: Instant, work: F) -> F::Output {
-    DEADLINE.scope(deadline, work).await
+/// Runs `work` with `deadline` as the deadline of everything it calls. Not an `async fn`,
+/// which would hold `work` beside the scope that holds it too, doubling the future's size.
+pub fn within<F: Future>(deadline: Instant, work: F) -> impl Future<Output = F::Output> {
+    DEADLINE.scope(deadline, work)
 }
 
 /// The time left before the current deadline; `None` outside of [`within`], as for the

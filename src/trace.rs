@@ -217,9 +217,10 @@ tokio::task_local! {
     static CURRENT: RequestContext;
 }
 
-/// Runs `work` with `context` as the context of every call it makes.
-pub async fn within<F: Future>(context: RequestContext, work: F) -> F::Output {
-    CURRENT.scope(context, work).await
+/// Runs `work` with `context` as the context of every call it makes. Not an `async fn`, which
+/// would hold `work` beside the scope that holds it too, doubling the future's size.
+pub fn within<F: Future>(context: RequestContext, work: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(context, work)
 }
 
 /// Sets on an outgoing call the headers that carry the current context: `traceparent` and

@@ -654,7 +654,9 @@ async fn log_request<E: Endpoint>(
         trace,
         request_id: Some(request_id.clone()),
     };
-    let mut response = trace::within(context, endpoint.get_response(request))
+    // Boxed here so that the rest of the request, the largest future of the stack, is moved
+    // once into the heap rather than with each wrapper and box around it.
+    let mut response = trace::within(context, Box::pin(endpoint.get_response(request)))
         .instrument(span.clone())
         .await;
     let status = response.status().as_u16();

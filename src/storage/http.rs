@@ -131,7 +131,9 @@ impl HttpStorage {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<ResponseValue<T>, ClientError<types::Problem>>>,
     {
-        measured(
+        // Boxed: a call, with reqwest's future and the retries, is several KB, which every
+        // future that awaits it would hold and move again.
+        Box::pin(measured(
             operation,
             resilience::call(operation, self.retry, &self.breaker, || {
                 let answer = send();
@@ -142,7 +144,7 @@ impl HttpStorage {
                     })
                 }
             }),
-        )
+        ))
         .await
     }
 }
