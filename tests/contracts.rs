@@ -123,9 +123,10 @@ fn assert_is_an_answer(where_: &str, status: &str, problem: &Value) {
     );
 }
 
-/// Swagger UI, `/openapi.json` and `/openapi.yaml` show one document, examples included.
+/// Swagger UI, `/openapi.json` and `/openapi.yaml` show one document, examples and security
+/// included: with the bearer scheme in the page's document, Swagger UI offers "Authorize".
 #[tokio::test]
-async fn swagger_ui_and_both_documents_show_the_same_document_with_its_examples() {
+async fn swagger_ui_and_both_documents_show_the_same_document_with_its_examples_and_security() {
     let (store, _dir) = fresh_store();
     let server = Application::build(store, LOOPBACK)
         .await
@@ -150,6 +151,20 @@ async fn swagger_ui_and_both_documents_show_the_same_document_with_its_examples(
     assert_eq!(
         examples["outOfStock"]["$ref"],
         "#/components/examples/outOfStock"
+    );
+    let scheme = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    let create = &document["paths"]["/orders"]["post"];
+    assert_eq!(create["security"], serde_json::json!([{ "bearer": [] }]));
+    assert_eq!(
+        create["x-required-scopes"],
+        serde_json::json!(["orders:write"])
+    );
+    assert!(
+        document["paths"]["/health"]["get"]
+            .get("security")
+            .is_none()
     );
     assert!(
         get("/docs").await.contains(&json),

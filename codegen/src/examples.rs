@@ -1,8 +1,9 @@
 //! The examples of each answer. poem-openapi cannot declare examples on a response, so the
-//! generator writes them, with the components they name, as a JSON merge patch (RFC 7396)
-//! that the service merges into the document it serves: `document_additions()`. Each example
-//! is parsed as its answer's type when the document is built, so one that breaks its schema
-//! fails the round-trip test rather than showing in Swagger UI.
+//! generator writes them, with the components they name, into a JSON merge patch (RFC 7396)
+//! that the service merges into the document it serves: `document_additions()`, which also
+//! carries the security of the spec (see `security`). Each example is parsed as its answer's
+//! type when the document is built, so one that breaks its schema fails the round-trip test
+//! rather than showing in Swagger UI.
 
 use openapiv3::{Example, MediaType, ReferenceOr};
 use proc_macro2::TokenStream;
@@ -26,11 +27,11 @@ pub(crate) struct Answer<'a> {
     pub(crate) ty: &'a TokenStream,
 }
 
-/// The examples met so far: what the patch adds under each answer, and each example's JSON
-/// with the type it must parse as.
+/// The examples met so far: each example's JSON with the type it must parse as, and the
+/// component examples named. What the patch adds under each answer is in
+/// `Generator::additions`.
 #[derive(Default)]
 pub(crate) struct Examples {
-    patch: Map<String, Value>,
     checks: Vec<(TokenStream, String)>,
     used_components: Vec<String>,
 }
@@ -73,11 +74,7 @@ impl Generator<'_> {
                 .checks
                 .push((answer.ty.clone(), value.to_string()));
         }
-        let answers = self
-            .answer_examples
-            .patch
-            .entry("paths")
-            .or_insert_with(|| json!({}));
+        let answers = self.additions.entry("paths").or_insert_with(|| json!({}));
         answers[answer.path][answer.method]["responses"][answer.status.to_string()]["content"]
             [SERVED_JSON]["examples"] = Value::Object(written);
     }
@@ -145,7 +142,7 @@ impl Generator<'_> {
     /// `document_additions()`: the merge patch, and a check of every example against its
     /// answer's type.
     pub(crate) fn document_additions(&self) -> TokenStream {
-        let mut patch = self.answer_examples.patch.clone();
+        let mut patch = self.additions.clone();
         let components: Map<String, Value> = self
             .spec
             .components
@@ -159,6 +156,16 @@ impl Generator<'_> {
         if !components.is_empty() {
             patch.insert("components".to_owned(), json!({ "examples": components }));
         }
+        let schemes = self
+            .spec
+            .components
+            .as_ref()
+            .map(|components| &components.security_schemes)
+            .filter(|schemes| !schemes.is_empty());
+        if let Some(schemes) = schemes {
+            let schemes = serde_json::to_value(schemes).expect("security schemes are JSON");
+            patch.entry("components").or_insert_with(|| json!({}))["securitySchemes"] = schemes;
+        }
         let patch = Value::Object(patch).to_string();
         let checks = self
             .answer_examples
@@ -167,8 +174,9 @@ impl Generator<'_> {
             .map(|(ty, json)| quote!(let _: #ty = example(#json);));
         quote! {
             /// What the spec declares that poem-openapi cannot: the examples of its answers
-            /// and the components they name, as a JSON merge patch (RFC 7396) for the served
-            /// document. Each example is parsed as its answer's type first.
+            /// and the components they name, its security schemes and the security of each
+            /// operation, as a JSON merge patch (RFC 7396) for the served document. Each
+            /// example is parsed as its answer's type first.
             pub fn document_additions() -> serde_json::Value {
                 #(#checks)*
                 serde_json::from_str(#patch).expect("the generator writes valid JSON")

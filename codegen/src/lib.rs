@@ -3,10 +3,12 @@
 //! operation, a `Handlers` trait that hand-written code implements, and the table of its
 //! routes) and a progenitor client.
 //!
-//! The server generator covers the part of OpenAPI 3.0 that the specs use. Everything else
-//! is refused: the walk over the spec records every such construct with its JSON pointer and
-//! goes on, so that one run reports them all, and no code comes out of a spec with a problem.
-//! A spec can never be served differently from what it says.
+//! The server generator covers the part of OpenAPI 3.0 that the specs use, bearer access
+//! included (one `http` `bearer` scheme, a requirement per operation, its scopes in
+//! `x-required-scopes`; see the `security` module). Everything else is refused: the walk
+//! over the spec records every such construct with its JSON pointer and goes on, so that one
+//! run reports them all, and no code comes out of a spec with a problem. A spec can never be
+//! served differently from what it says.
 //!
 //! The generated server code names two items of the crate that includes it:
 //! `crate::http::server::ApiRoute`, the type of its `ROUTES`, and
@@ -22,6 +24,7 @@ mod naming;
 mod operations;
 mod routes;
 mod schemas;
+mod security;
 mod server;
 mod spec;
 

@@ -75,7 +75,8 @@ impl Generator<'_> {
                     );
                     continue;
                 }
-                route.add_operation(method, operation);
+                let security = self.operation_security(path, method, operation, &pointer);
+                route.add_operation(method, operation, security);
                 let generated = self.operation(path, method, operation_id, operation, &pointer);
                 if let Some(generated) = generated {
                     items.push(generated.response);
@@ -120,14 +121,11 @@ impl Generator<'_> {
             }
             Some(_) => {}
         }
-        if !operation.security.as_ref().is_none_or(Vec::is_empty)
-            || !operation.callbacks.is_empty()
-            || !operation.servers.is_empty()
-            || operation.deprecated
+        if !operation.callbacks.is_empty() || !operation.servers.is_empty() || operation.deprecated
         {
             self.refuse(
                 pointer,
-                "security, callbacks, servers and deprecated on operations are not supported",
+                "callbacks, servers and deprecated on operations are not supported",
             );
         }
         let op_ident = ident(operation_id);

@@ -1,6 +1,7 @@
-//! `ROUTES`: the paths of the API with the methods they answer and the header parameters of
-//! each method's operation, so that the server knows its routes without reading its document
-//! (for the `Allow` header of a 405, the route in the access log and the header checks).
+//! `ROUTES`: the paths of the API with the methods they answer, the header parameters of
+//! each method's operation and the scopes of each operation that needs a bearer token, so that
+//! the server knows its routes without reading its document (for the `Allow` header of a 405,
+//! the route in the access log, the header checks and the token checks).
 
 use std::collections::BTreeMap;
 
@@ -15,10 +16,12 @@ use crate::server::Generator;
 const ROUTE_TYPE: &str = "crate::http::server::ApiRoute";
 
 /// One path of the spec: its template, and for each of its methods (lower case, in
-/// alphabetical order) the names of the header parameters.
+/// alphabetical order) the names of the header parameters and, when it needs a bearer token,
+/// the scopes the token must hold.
 pub(crate) struct RouteData {
     template: String,
     methods: BTreeMap<String, Vec<String>>,
+    security: BTreeMap<String, Vec<String>>,
 }
 
 impl RouteData {
@@ -26,10 +29,20 @@ impl RouteData {
         Self {
             template: template.to_owned(),
             methods: BTreeMap::new(),
+            security: BTreeMap::new(),
         }
     }
 
-    pub(crate) fn add_operation(&mut self, method: &str, operation: &Operation) {
+    /// `scopes` is `None` for an open operation.
+    pub(crate) fn add_operation(
+        &mut self,
+        method: &str,
+        operation: &Operation,
+        scopes: Option<Vec<String>>,
+    ) {
+        if let Some(scopes) = scopes {
+            self.security.insert(method.to_owned(), scopes);
+        }
         let headers = operation
             .parameters
             .iter()
@@ -61,17 +74,24 @@ impl Generator<'_> {
                 let method = method(name);
                 headers.iter().map(move |header| quote!((#method, #header)))
             });
+            let security = route.security.iter().map(|(name, scopes)| {
+                let method = method(name);
+                quote!((#method, &[#(#scopes),*]))
+            });
             quote! {
                 #route_type {
                     template: #template,
                     methods: &[#(#methods),*],
                     headers: &[#(#headers),*],
+                    security: &[#(#security),*],
                 }
             }
         });
         quote! {
-            /// The paths of the API, with the methods each answers and the header parameters
-            /// of each method's operation.
+            /// The paths of the API, with the methods each answers, the header parameters of
+            /// each method's operation, and the scopes of each method's operation that needs
+            /// a bearer token (all of them; none: a valid token is enough). A method not in
+            /// `security` is open.
             pub const ROUTES: &[#route_type] = &[#(#routes),*];
         }
     }

@@ -5,6 +5,7 @@
 use openapiv3::OpenAPI;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::{Map, Value};
 
 use crate::{examples::Examples, naming::variant_ident, routes::RouteData, spec::Problem};
 
@@ -25,16 +26,20 @@ pub(crate) struct Generator<'a> {
     pub(crate) property_patterns: Vec<(String, String, String)>,
     /// (operationId, parameter, pattern) of each patterned parameter.
     pub(crate) parameter_patterns: Vec<(String, String, String)>,
-    /// The paths with their methods and header parameters, for `ROUTES`.
+    /// The paths with their methods, header parameters and security, for `ROUTES`.
     pub(crate) routes: Vec<RouteData>,
-    /// The examples of the answers, for `document_additions()`.
+    /// The examples of the answers, checked by `document_additions()`.
     pub(crate) answer_examples: Examples,
+    /// What `document_additions()` merges into the served document: the answers' examples
+    /// and the components they name, the security schemes and each operation's security.
+    pub(crate) additions: Map<String, Value>,
 }
 
 /// The server interface of `spec`, or every problem that stands in the way.
 pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
     let mut generator = Generator::new(spec);
     let tags = generator.tags();
+    generator.security_schemes();
     let schemas = generator.schemas();
     let operations = generator.operations();
     generator.check_component_examples();
@@ -126,6 +131,7 @@ impl<'a> Generator<'a> {
             parameter_patterns: Vec::new(),
             routes: Vec::new(),
             answer_examples: Examples::default(),
+            additions: Map::new(),
         }
     }
 

@@ -200,6 +200,18 @@ const REFUSED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "operation-deprecated",
+        &[
+            "#/paths/~1things~1{id}/get: callbacks, servers and deprecated on operations are not supported",
+        ],
+    ),
+    (
+        "operation-extension",
+        &[
+            "#/paths/~1things~1{id}/get/x-required-scope: extension x-required-scope is not supported on operations; the only one is x-required-scopes",
+        ],
+    ),
+    (
         "parameter-content",
         &["#/paths/~1things~1{id}/get/parameters/0: parameters with `content` are not supported"],
     ),
@@ -265,9 +277,109 @@ const REFUSED: &[(&str, &[&str])] = &[
         &["#/paths/~1things~1{id}/get/responses/404: response references are not supported"],
     ),
     (
-        "security",
+        "security-alternatives",
         &[
-            "#/paths/~1things~1{id}/get: security, callbacks, servers and deprecated on operations are not supported",
+            "#/paths/~1things~1{id}/get/security: alternative security requirements are not supported; give exactly one",
+        ],
+    ),
+    (
+        "security-anonymous",
+        &[
+            "#/paths/~1things~1{id}/get/security/0: a security requirement must name exactly one scheme",
+        ],
+    ),
+    (
+        "security-api-key",
+        &[
+            "#/components/securitySchemes/bearer: type apiKey is not supported; only `type: http` with `scheme: bearer` is",
+        ],
+    ),
+    (
+        "security-empty",
+        &[
+            "#/paths/~1things~1{id}/get/security: an empty `security` is not supported; leave it out for an open operation",
+        ],
+    ),
+    (
+        "security-http-basic",
+        &[
+            "#/components/securitySchemes/bearer: http scheme basic is not supported; only `type: http` with `scheme: bearer` is",
+        ],
+    ),
+    (
+        "security-oauth2",
+        &[
+            "#/components/securitySchemes/bearer: type oauth2 is not supported; only `type: http` with `scheme: bearer` is",
+        ],
+    ),
+    (
+        "security-openid-connect",
+        &[
+            "#/components/securitySchemes/bearer: type openIdConnect is not supported; only `type: http` with `scheme: bearer` is",
+        ],
+    ),
+    (
+        "security-scheme-reference",
+        &["#/components/securitySchemes/bearer: security scheme references are not supported"],
+    ),
+    (
+        "security-scope-duplicate",
+        &["#/paths/~1things~1{id}/get/x-required-scopes/1: scope things:read is listed twice"],
+    ),
+    (
+        "security-scope-name",
+        &[
+            "#/paths/~1things~1{id}/get/x-required-scopes/0: a scope name must be non-empty and without whitespace",
+            "#/paths/~1things~1{id}/get/x-required-scopes/1: a scope name must be non-empty and without whitespace",
+            "#/paths/~1things~1{id}/get/x-required-scopes/2: a scope name must be a string",
+        ],
+    ),
+    (
+        "security-scopes-empty",
+        &[
+            "#/paths/~1things~1{id}/get/x-required-scopes: x-required-scopes must be an array of at least one scope name; leave it out when a valid token is enough",
+        ],
+    ),
+    (
+        "security-scopes-in-requirement",
+        &[
+            "#/paths/~1things~1{id}/get/security/0/bearer: OpenAPI 3.0 requires the scope array of an http scheme's requirement to be empty; list the scopes in x-required-scopes",
+        ],
+    ),
+    (
+        "security-scopes-not-array",
+        &[
+            "#/paths/~1things~1{id}/get/x-required-scopes: x-required-scopes must be an array of at least one scope name; leave it out when a valid token is enough",
+        ],
+    ),
+    (
+        "security-scopes-without-security",
+        &[
+            "#/paths/~1things~1{id}/get/x-required-scopes: x-required-scopes needs a `security` requirement on the operation",
+        ],
+    ),
+    (
+        "security-several-schemes",
+        &[
+            "#/paths/~1things~1{id}/get/security/0: a security requirement must name exactly one scheme",
+        ],
+    ),
+    (
+        "security-top-level",
+        &[
+            "#/security: a top-level `security` is not supported; declare `security` on each operation that needs a token",
+        ],
+    ),
+    (
+        "security-two-schemes",
+        &[
+            "#/components/securitySchemes/partner: only one security scheme is supported: the server checks one kind of token",
+        ],
+    ),
+    (
+        "security-undeclared-scheme",
+        &[
+            "#/paths/~1things~1{id}/get/security/0/key: security scheme key is not declared in #/components/securitySchemes",
         ],
     ),
     (

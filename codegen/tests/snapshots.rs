@@ -24,6 +24,14 @@ fn a_spec_with_a_body_headers_a_pattern_an_enum_and_bounds() {
 }
 
 #[test]
+fn a_spec_with_bearer_access() {
+    insta::assert_snapshot!(
+        "bearer_server",
+        generated("tests/fixtures/bearer.yaml").server()
+    );
+}
+
+#[test]
 fn the_order_processor_spec() {
     insta::assert_snapshot!(
         "order_processor_server",

@@ -1,9 +1,12 @@
 //! How the Books Service places an order for `POST /books/purchase`: one idempotency key per
-//! purchase, so that retrying after a timeout or a 503 can never create a second order, and
-//! one outcome per documented refusal.
+//! purchase, so that retrying after a timeout, a 429 or a 503 can never create a second order,
+//! and one outcome per documented refusal. A service that checks access needs a bearer token
+//! with `orders:write`, and `orders:any-user` to order for its buyers: give it in
+//! `ORDER_PROCESSOR_TOKEN` (left out, requests go without one, as an open service takes them).
 //!
 //! ```text
-//! ORDER_PROCESSOR_URL=http://localhost:8082 cargo run -p order-processor-client --example books_service
+//! ORDER_PROCESSOR_URL=http://localhost:8082 ORDER_PROCESSOR_TOKEN=eyJ... \
+//!     cargo run -p order-processor-client --example books_service
 //! ```
 
 use std::{process::ExitCode, time::Duration};
@@ -38,6 +41,11 @@ async fn purchase(
     user_id: &str,
 ) -> Result<String, OrderError> {
     let orders = OrderProcessor::new(base_url)?;
+    // Trimmed: a token read from a file or a secret often ends with a newline.
+    let orders = match std::env::var("ORDER_PROCESSOR_TOKEN") {
+        Ok(token) => orders.with_bearer_token(token.trim())?,
+        Err(_) => orders,
+    };
     let purchase = Purchase::new(book_id, quantity, user_id)?;
     // Derived from the purchase, not drawn per attempt: a retry must send the same key.
     let key = IdempotencyKey::new(format!("books-purchase-{}", uuid::Uuid::new_v4()))?;

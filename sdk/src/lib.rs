@@ -31,7 +31,8 @@ pub fn problem(err: &Error<types::Problem>) -> Option<&types::Problem> {
 }
 
 /// How long the service asked to wait before retrying, from the `Retry-After` header of a
-/// 503. Only the delay-seconds form is read: it is the only one the contract documents.
+/// 429 or a 503. Only the delay-seconds form is read: it is the only one the contract
+/// documents.
 pub fn retry_after(err: &Error<types::Problem>) -> Option<Duration> {
     let Error::ErrorResponse(response) = err else {
         return None;

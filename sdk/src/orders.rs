@@ -22,6 +22,7 @@ const OUT_OF_STOCK: &str = "/problems/out-of-stock";
 const UNKNOWN_BOOK: &str = "/problems/unknown-book";
 const KEY_REUSED: &str = "/problems/idempotency-key-reused";
 const NOT_CANCELLABLE: &str = "/problems/not-cancellable";
+const RATE_LIMITED: &str = "/problems/rate-limited";
 
 /// The wait before another attempt when a transient refusal names none.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -42,10 +43,25 @@ pub enum OrderError {
     UnknownBook { detail: String },
     /// `422`: the idempotency key was used for another purchase; use a new key.
     KeyReused { detail: String },
-    /// `404`: no order has this id.
+    /// `401`: the service checks access, and the request had no valid bearer token (none,
+    /// or one that is malformed, expired, wrongly signed or for another audience).
+    Unauthorized { detail: String },
+    /// `403`: the token lacks a scope the operation needs (`orders:write` to place and
+    /// cancel, `orders:read` to read), or `orders:any-user` to act for another user than its
+    /// `sub`.
+    Forbidden { detail: String },
+    /// `404`: no order has this id (or the order is another user's, and the token may not
+    /// act for other users).
     NotFound,
     /// `409` to a cancel: the order is not confirmed (rejected, failed, or still pending).
     NotCancellable { detail: String },
+    /// `429`: the user of the purchase has placed as many orders in the last minute as the
+    /// service allows one user. Nothing was recorded: the same purchase with its key can be
+    /// placed after `retry_after`.
+    RateLimited {
+        retry_after: Option<Duration>,
+        detail: String,
+    },
     /// `503`: the service cannot reach its storage. `order_id` names the order the request
     /// may have recorded; retrying with the same key resumes it.
     Unavailable {
@@ -66,13 +82,18 @@ pub enum OrderError {
 impl OrderError {
     /// Whether the same request, sent again later, may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::NoAnswer(_))
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Unavailable { .. } | Self::NoAnswer(_)
+        )
     }
 
     /// How long the service asked to wait before another attempt.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -109,6 +130,8 @@ impl OrderError {
                     message: first.map_or(detail, |e| e.message.clone()),
                 }
             }
+            (Some(401), _) => Self::Unauthorized { detail },
+            (Some(403), _) => Self::Forbidden { detail },
             (Some(404), _) => Self::NotFound,
             (Some(409), kind) if kind == OUT_OF_STOCK => Self::OutOfStock {
                 order_id: problem.order_id,
@@ -117,6 +140,10 @@ impl OrderError {
             (Some(409), kind) if kind == NOT_CANCELLABLE => Self::NotCancellable { detail },
             (Some(422), kind) if kind == UNKNOWN_BOOK => Self::UnknownBook { detail },
             (Some(422), kind) if kind == KEY_REUSED => Self::KeyReused { detail },
+            (Some(429), kind) if kind == RATE_LIMITED => Self::RateLimited {
+                retry_after: retry_after(&err),
+                detail,
+            },
             (Some(500), _) => Self::Failed {
                 order_id: problem.order_id,
                 detail,
@@ -137,8 +164,13 @@ impl fmt::Display for OrderError {
             Self::OutOfStock { detail, .. } => write!(f, "out of stock: {detail}"),
             Self::UnknownBook { detail } => write!(f, "unknown book: {detail}"),
             Self::KeyReused { detail } => write!(f, "idempotency key reused: {detail}"),
+            Self::Unauthorized { detail } => write!(f, "a valid bearer token is needed: {detail}"),
+            Self::Forbidden { detail } => write!(f, "the token does not allow this: {detail}"),
             Self::NotFound => f.write_str("no order has this id"),
             Self::NotCancellable { detail } => write!(f, "cannot cancel: {detail}"),
+            Self::RateLimited { detail, .. } => {
+                write!(f, "too many orders for this user: {detail}")
+            }
             Self::Unavailable {
                 retry_after: Some(wait),
                 ..
@@ -244,7 +276,7 @@ impl OrderProcessor {
     }
 
     /// The same client, adding to every request the headers `source` answers as it is
-    /// sent: an `X-Request-Id`, a W3C `traceparent`.
+    /// sent: an `X-Request-Id`, a W3C `traceparent`. A bearer token stays.
     pub fn with_headers(
         &self,
         source: impl Fn() -> Vec<(HeaderName, HeaderValue)> + Send + Sync + 'static,
@@ -252,8 +284,28 @@ impl OrderProcessor {
         Self::with_http_client(
             self.client.baseurl(),
             self.client.client().clone(),
-            Hooks::with_headers(source),
+            self.client.inner().clone().headers(source),
         )
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>` with every request, as a
+    /// service that checks access needs: a JWT for its audience with the scopes of what it
+    /// is used for. The header value is marked sensitive, and neither `Debug` nor an error
+    /// shows the token. A token expires: a client for its renewal is cheap, as it shares this
+    /// one's connection pool. Refused as `Invalid` (field `token`) when `token` is not a
+    /// bearer token of RFC 6750 (a newline read from a file with it, say).
+    pub fn with_bearer_token(&self, token: &str) -> Result<Self, OrderError> {
+        let hooks = self
+            .client
+            .inner()
+            .clone()
+            .with_bearer_token(token)
+            .map_err(|err| invalid("token", err))?;
+        Ok(Self::with_http_client(
+            self.client.baseurl(),
+            self.client.client().clone(),
+            hooks,
+        ))
     }
 
     /// The generated client, for what this layer does not cover.
@@ -280,8 +332,8 @@ impl OrderProcessor {
     }
 
     /// Places `purchase` under `key`, and again with the same key and body after each
-    /// transient failure (no answer, `503`), waiting as the service asks, until it has an
-    /// outcome or `deadline` has passed; then the last failure is the answer.
+    /// transient failure (no answer, `429`, `503`), waiting as the service asks, until it has
+    /// an outcome or `deadline` has passed; then the last failure is the answer.
     pub async fn place_with_retries(
         &self,
         purchase: &Purchase,

@@ -1,6 +1,8 @@
 //! The `OrderProcessor` layer against a live Order Processor: the refusals it names, the
 //! retry helper's deadline and `Retry-After`, and the headers every request carries. The
-//! README's doctests cover the paths that succeed.
+//! README's doctests cover the paths that succeed. The answers of a service that checks
+//! tokens (`401`, `403`) and limits orders per user (`429`) come from a loopback server that
+//! gives the answer the contract documents.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -15,7 +17,10 @@ use order_processor_client::{
     IdempotencyKey, OrderError, OrderProcessor, Purchase,
     reqwest::header::{HeaderName, HeaderValue},
 };
-use tokio::io::AsyncReadExt;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
 
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
@@ -161,4 +166,187 @@ async fn every_request_carries_the_callers_headers_and_no_undocumented_one() {
         "{head}"
     );
     assert!(!head.contains("api-version"), "{head}");
+}
+
+/// A JWT's shape: three base64url parts.
+const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib29rcyJ9.c2lnbmF0dXJl";
+
+/// The head of one request, read from `socket` up to its blank line, with its body read
+/// too (by `Content-Length`) so that an answer is not cut by unread bytes.
+async fn read_request(socket: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut chunk = [0; 4096];
+    let head_end = loop {
+        let read = socket.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the connection closed before the head ended");
+        received.extend_from_slice(&chunk[..read]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    while received.len() < head_end + length {
+        let read = socket.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the connection closed before the body ended");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    head
+}
+
+/// A server on a loopback port that answers every request with `status`, the extra
+/// `headers` and a Problem of `type_` and `title`; its URL.
+async fn answering(status: u16, headers: &'static str, type_: &str, title: &str) -> String {
+    let listener = TcpListener::bind(LOOPBACK).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = serde_json::json!({
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": format!("{title} (answered by the test server)"),
+    })
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n{headers}\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_request(&mut socket).await;
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_bearer_token_goes_with_every_request_beside_the_callers_headers() {
+    let listener = TcpListener::bind(LOOPBACK).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let orders = OrderProcessor::new(&url)
+        .unwrap()
+        .with_bearer_token(TOKEN)
+        .unwrap()
+        .with_headers(|| {
+            vec![(
+                HeaderName::from_static("x-request-id"),
+                HeaderValue::from_static("books-7f3a"),
+            )]
+        });
+    assert!(!format!("{orders:?}").contains(TOKEN), "{orders:?}");
+    let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
+    let request = tokio::spawn(async move { orders.place(&purchase, None).await });
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let head = read_request(&mut socket).await;
+    drop(socket);
+    let _ = request.await;
+
+    assert!(
+        head.contains(&format!(
+            "\r\nauthorization: bearer {}\r\n",
+            TOKEN.to_lowercase()
+        )),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-request-id: books-7f3a\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_a_bearer_token_is_refused_without_being_shown() {
+    let orders = OrderProcessor::new("http://127.0.0.1:9").unwrap();
+    for token in ["", "s3cret-token\n", "s3cret token"] {
+        let err = orders.with_bearer_token(token).unwrap_err();
+        assert!(
+            matches!(&err, OrderError::Invalid { field, .. } if field == "token"),
+            "{err:?}"
+        );
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_a_missing_scope_and_the_per_user_limit_are_named_refusals() {
+    let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
+    let place = |url: String| {
+        let purchase = purchase.clone();
+        async move {
+            let orders = OrderProcessor::new(&url).unwrap();
+            orders.place(&purchase, None).await.unwrap_err()
+        }
+    };
+
+    let unauthorized = place(
+        answering(
+            401,
+            "www-authenticate: Bearer realm=\"order-processor\"\r\n",
+            "/problems/unauthorized",
+            "A valid bearer token is needed",
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        matches!(unauthorized, OrderError::Unauthorized { .. }),
+        "{unauthorized:?}"
+    );
+    assert!(!unauthorized.is_transient());
+    assert!(
+        unauthorized
+            .to_string()
+            .starts_with("a valid bearer token is needed: "),
+        "{unauthorized}"
+    );
+
+    let forbidden = place(
+        answering(
+            403,
+            "",
+            "/problems/forbidden",
+            "The token does not allow this",
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        matches!(forbidden, OrderError::Forbidden { .. }),
+        "{forbidden:?}"
+    );
+    assert!(!forbidden.is_transient());
+    assert!(
+        forbidden
+            .to_string()
+            .starts_with("the token does not allow this: "),
+        "{forbidden}"
+    );
+
+    let limited = place(
+        answering(
+            429,
+            "retry-after: 7\r\n",
+            "/problems/rate-limited",
+            "Too many orders for this user",
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        matches!(limited, OrderError::RateLimited { .. }),
+        "{limited:?}"
+    );
+    // Nothing was recorded: the same purchase with its key may be placed after the delay.
+    assert!(limited.is_transient());
+    assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+    assert!(
+        limited
+            .to_string()
+            .starts_with("too many orders for this user: "),
+        "{limited}"
+    );
 }

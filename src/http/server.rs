@@ -54,13 +54,16 @@ const METRICS_PATH: &str = "/metrics";
 /// Longest method logged; a longer one is cut. Every method the services answer is shorter.
 const MAX_LOGGED_METHOD_CHARS: usize = 16;
 
-/// A path of an API as its generated `ROUTES` lists it: the methods it answers and the
-/// header parameters that each method's operation declares.
+/// A path of an API as its generated `ROUTES` lists it: the methods it answers, the
+/// header parameters that each method's operation declares, and the scopes a bearer token
+/// needs for each method whose operation declares `security` (all of them; none: a valid
+/// token is enough). A method not in `security` is open.
 #[derive(Debug)]
 pub struct ApiRoute {
     pub template: &'static str,
     pub methods: &'static [Method],
     pub headers: &'static [(Method, &'static str)],
+    pub security: &'static [(Method, &'static [&'static str])],
 }
 
 /// The routes that the docs add to every API.
@@ -69,16 +72,19 @@ const DOCS_ROUTES: &[ApiRoute] = &[
         template: "/docs",
         methods: &[Method::GET],
         headers: &[],
+        security: &[],
     },
     ApiRoute {
         template: "/openapi.json",
         methods: &[Method::GET],
         headers: &[],
+        security: &[],
     },
     ApiRoute {
         template: "/openapi.yaml",
         methods: &[Method::GET],
         headers: &[],
+        security: &[],
     },
 ];
 

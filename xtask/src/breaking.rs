@@ -31,12 +31,16 @@
 //! - an added enum value in a response: clients that match the values exhaustively break;
 //! - any change inside an `allOf` or `anyOf` of several schemas, or a `oneOf` whose number of
 //!   members changed: drift does not compare their members (see `Judge::compositions`), so
-//!   the change is reported for whoever makes it to judge.
+//!   the change is reported for whoever makes it to judge;
+//! - an operation that needs a token where it did not (a `security` of its own, or the
+//!   top-level one it inherits), or a scope in its `x-required-scopes` that it did not list:
+//!   drift does not compare security, `Judge::security` does.
 //!
 //! Not breaking: new operations, optional inputs and response fields, removed parameters and
 //! request fields (the server ignores what it no longer reads), added or removed response
 //! status codes (drift counts a new one as breaking; this project's rules do not), a removed
-//! enum value in a response, widened or response-side constraints, descriptions and examples.
+//! enum value in a response, widened or response-side constraints, descriptions and examples,
+//! a removed security requirement or scope.
 //!
 //! Not looked at: headers of responses, media types (a schema is compared with the one of the
 //! same media type), `nullable`, exclusive bounds.

@@ -27,6 +27,9 @@ tasks:
   contract [--check]      the contracts from every side: spec drift, the SDK as consumer,
                           schemathesis on both services, breaking changes; without --check
                           it also refreshes the SDK's copy of the spec
+  breaking                the breaking-change check of `contract` alone: each spec against
+                          its baseline, every breaking change acknowledged in
+                          openapi/CHANGELOG.md
   validate-specs          check both OpenAPI specs with openapi-spec-validator
   deny                    the dependency policy of deny.toml: licenses, bans, sources
   manifests               lint the Dockerfile and validate the Kubernetes manifests
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         ["test"] => test(),
         ["contract"] => contract::run(&root, false),
         ["contract", "--check"] => contract::run(&root, true),
+        ["breaking"] => breaking::check(&root),
         ["validate-specs"] => specs::validate(&root),
         ["deny"] => deny::check(&root),
         ["manifests"] => manifests::check(&root),

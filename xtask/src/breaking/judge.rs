@@ -48,6 +48,7 @@ pub(super) fn compare(spec: &str, old: &Value, new: &Value) -> Result<Vec<Change
         }
     }
     judge.compositions();
+    judge.security();
     let mut changes = judge.changes;
     changes.sort_by(|a, b| a.id.cmp(&b.id));
     changes.dedup_by(|a, b| a.id == b.id);
@@ -294,6 +295,46 @@ impl Judge<'_> {
         }
     }
 
+    /// drift 0.2 does not compare security. An operation of both versions that needs a token
+    /// where it did not, or a scope in `x-required-scopes` that it did not list, refuses the
+    /// requests of existing clients, which send no token or one without that scope.
+    /// Operations are paired by method and path as written.
+    fn security(&mut self) {
+        for (path, item) in entries(&self.new["paths"]) {
+            for &method in METHODS {
+                let (old, new) = (&self.old["paths"][path][method], &item[method]);
+                if old.is_null() || new.is_null() || !needs_token(self.new, new) {
+                    continue;
+                }
+                let op = format!("{} {path}", method.to_uppercase());
+                let scopes: Vec<&Value> = elements(&new["x-required-scopes"]).collect();
+                if !needs_token(self.old, old) {
+                    let needed = match &scopes[..] {
+                        [] => String::new(),
+                        scopes => {
+                            let names: Vec<String> = scopes.iter().map(|s| show(s)).collect();
+                            format!(" (it needs one with {})", names.join(" and "))
+                        }
+                    };
+                    self.report(
+                        format!("new security requirement of {op}"),
+                        format!(
+                            "existing clients send no token{needed}: their requests are refused"
+                        ),
+                    );
+                    continue;
+                }
+                let before: Vec<&Value> = elements(&old["x-required-scopes"]).collect();
+                for scope in scopes.into_iter().filter(|scope| !before.contains(scope)) {
+                    self.report(
+                        format!("new required scope {} of {op}", show(scope)),
+                        "requests of existing clients whose token lacks it are refused",
+                    );
+                }
+            }
+        }
+    }
+
     /// Compares one schema in both versions by the rules of `dir`; what it contains drift
     /// reports on its own.
     fn schema(&mut self, dir: Dir, old: &Value, new: &Value, label: &str) {
@@ -524,6 +565,15 @@ fn expand(doc: &Value, value: &Value, depth: usize) -> Value {
         }
         other => other.clone(),
     }
+}
+
+/// Whether `op` of `doc` needs a token: its own `security`, or else the document's, lists a
+/// requirement and none that is empty (an empty one lets a request without a token through).
+fn needs_token(doc: &Value, op: &Value) -> bool {
+    let security = op.get("security").unwrap_or(&doc["security"]);
+    let mut requirements = elements(security).peekable();
+    requirements.peek().is_some()
+        && requirements.all(|requirement| entries(requirement).next().is_some())
 }
 
 /// `GET /orders/{id}` for drift's pointer to an operation (`#/paths/~1orders~1{id}/get`).

@@ -298,6 +298,46 @@ fn breaking_changes_inside_composed_schemas() {
 }
 
 #[test]
+fn an_operation_that_needs_a_token_or_a_new_scope() {
+    assert_reported(&[
+        (
+            "new-security-requirement",
+            &["new security requirement of GET /orders/{id}"],
+        ),
+        // Every operation inherits the top-level requirement but the one that overrides it
+        // with an empty one, which lets requests without a token through.
+        (
+            "new-top-level-security",
+            &[
+                "new security requirement of GET /orders",
+                "new security requirement of POST /orders",
+            ],
+        ),
+    ]);
+    assert_eq!(
+        ids_between("new-security-requirement", "new-required-scope"),
+        ["t.yaml: new required scope orders:audit of GET /orders/{id}"]
+    );
+    let why = &breaking("new-security-requirement")[0].why;
+    assert_eq!(
+        why,
+        "existing clients send no token (it needs one with orders:read): their requests are refused"
+    );
+}
+
+#[test]
+fn a_removed_security_requirement_or_scope_is_not_breaking() {
+    assert_eq!(
+        ids_between("new-required-scope", "new-security-requirement"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids_between("new-security-requirement", "base"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn acknowledged_changes_pass() {
     let mut changes = breaking("removed-operation");
     changes.extend(breaking("removed-response-field"));
