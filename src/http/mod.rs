@@ -9,6 +9,7 @@ pub mod problem;
 pub mod server;
 pub mod storage_api;
 pub mod unexpected;
+pub mod user_limit;
 pub(crate) mod wire;
 
 /// What a 503 asks the caller to wait, in seconds: long enough for a restarting Storage
