@@ -3,6 +3,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
+    num::NonZeroU32,
     path::PathBuf,
     time::Duration,
 };
@@ -38,6 +39,9 @@ pub struct Config {
     pub server: ServerLimits,
     /// The token `GET /metrics` asks for; `None`: it is open.
     pub metrics_token: Option<MetricsToken>,
+    /// Orders one user may place a minute on this replica (`ORDERS_PER_USER_PER_MINUTE`);
+    /// `None`: no limit.
+    pub orders_per_user_per_minute: Option<NonZeroU32>,
 }
 
 /// A variable with a value that cannot be used.
@@ -88,6 +92,9 @@ impl Config {
             recovery,
             server,
             metrics_token: metrics_token(&lookup)?,
+            orders_per_user_per_minute: orders_per_user_per_minute(lookup(
+                "ORDERS_PER_USER_PER_MINUTE",
+            ))?,
         })
     }
 }
@@ -197,6 +204,15 @@ pub fn whole_number(
             reason: format!("expected a whole number from {min} to {max}"),
         }),
     }
+}
+
+/// `ORDERS_PER_USER_PER_MINUTE`: a positive whole number, or `None` (no limit) when unset.
+pub fn orders_per_user_per_minute(
+    value: Option<String>,
+) -> Result<Option<NonZeroU32>, ConfigError> {
+    let number = whole_number("ORDERS_PER_USER_PER_MINUTE", value, 1, u64::from(u32::MAX))?;
+    // `whole_number` bounds it to 1..=u32::MAX.
+    Ok(number.and_then(|number| NonZeroU32::new(number as u32)))
 }
 
 /// A positive duration such as `30s`, `500ms` or `2m`, or `default` when unset.
@@ -526,6 +542,26 @@ mod tests {
         let file = TokenFile::new("s3cret");
         let config = config(&[("METRICS_TOKEN_FILE", file.0.to_str().unwrap())]).unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn without_orders_per_user_per_minute_there_is_no_limit() {
+        assert_eq!(config(&[]).unwrap().orders_per_user_per_minute, None);
+        let limited = config(&[("ORDERS_PER_USER_PER_MINUTE", "10")]).unwrap();
+        assert_eq!(limited.orders_per_user_per_minute, NonZeroU32::new(10));
+    }
+
+    #[test]
+    fn orders_per_user_per_minute_that_is_not_a_positive_whole_number_is_refused() {
+        for value in ["", "0", "-1", "2.5", "ten", "4294967296"] {
+            let err = config(&[("ORDERS_PER_USER_PER_MINUTE", value)]).unwrap_err();
+            assert_eq!(err.variable, "ORDERS_PER_USER_PER_MINUTE", "{value}");
+            assert!(
+                err.to_string()
+                    .starts_with("invalid ORDERS_PER_USER_PER_MINUTE="),
+                "{err}"
+            );
+        }
     }
 
     #[test]
