@@ -17,9 +17,10 @@ use governor::{
 
 use crate::domain::model::UserId;
 
-/// How often the users whose quota is full again are forgotten. A user's state becomes
-/// indistinguishable from a fresh one at most a minute and one replenish interval after their
-/// last order, so a key outlives that by at most this period.
+/// How often the users whose quota is full again are forgotten. governor drops a user's state
+/// one replenish interval (60 s / N) after their quota is full again, which is at most a
+/// minute and an interval after their last order; a state outlives that by at most this
+/// period.
 pub const UPKEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// At most `per_minute` orders of each user a minute.
@@ -77,7 +78,8 @@ impl<C: Clock> UserLimit<C> {
     }
 
     /// The users the limiter holds a state for.
-    pub fn users(&self) -> usize {
+    #[cfg(test)]
+    fn users(&self) -> usize {
         self.limiter.len()
     }
 }
