@@ -87,7 +87,7 @@ fn describe() {
     );
     describe_counter!(
         HTTP_REQUESTS_REFUSED,
-        "Requests and connections the server refused itself, by reason"
+        "Requests and connections the service refused on its own limits, by reason"
     );
     describe_counter!(
         ORDERS,
@@ -176,7 +176,7 @@ impl Drop for InFlight {
     }
 }
 
-/// What the server refused on its own, before or instead of the application's answer.
+/// What the service refused on its own limits, before or instead of the work asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// `503`: too many requests in progress.
@@ -199,6 +199,8 @@ pub enum Refusal {
     ConnectionLimit,
     /// A connection that spoke HTTP/2, answered with `GOAWAY`.
     Http2,
+    /// `429`: an order of a user past `ORDERS_PER_USER_PER_MINUTE`.
+    Rate,
 }
 
 impl Refusal {
@@ -214,6 +216,7 @@ impl Refusal {
             Self::MalformedHead => "malformed_head",
             Self::ConnectionLimit => "connection_limit",
             Self::Http2 => "http2",
+            Self::Rate => "rate",
         }
     }
 }

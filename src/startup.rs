@@ -1,6 +1,6 @@
 //! Builds the Order Processor from its configuration and runs it.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{io, net::SocketAddr, num::NonZeroU32, sync::Arc};
 
 use poem::{EndpointExt, Response, endpoint::BoxEndpoint};
 
@@ -15,6 +15,7 @@ use crate::{
         limits::ServerLimits,
         orders_api::OrdersApi,
         server::{self, Running, Server},
+        user_limit,
     },
     metrics::MetricsToken,
     recovery::{self, RecoveryConfig},
@@ -38,6 +39,14 @@ pub enum StartupError {
     Serve(#[source] io::Error),
 }
 
+/// How the service treats orders, beyond where it keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub recovery: RecoveryConfig,
+    /// Orders one user may place a minute (`ORDERS_PER_USER_PER_MINUTE`); `None`: no limit.
+    pub orders_per_user_per_minute: Option<NonZeroU32>,
+}
+
 /// A bound server with its application, ready to run.
 pub struct Application {
     server: Server,
@@ -45,22 +54,23 @@ pub struct Application {
 }
 
 impl Application {
-    /// The service over `storage`, with the default recovery settings.
+    /// The service over `storage`, with the default recovery settings and no per-user limit.
     pub async fn build<S: OrderStore>(storage: S, addr: SocketAddr) -> io::Result<Self> {
-        Self::build_with(storage, addr, RecoveryConfig::default()).await
+        Self::build_with(storage, addr, Options::default()).await
     }
 
-    /// The service over `storage`; its recovery task starts now and ends when the
-    /// application is dropped or its server stops.
+    /// The service over `storage`; its recovery task and the upkeep of its per-user limit
+    /// start now and end when the application is dropped or its server stops.
     pub async fn build_with<S: OrderStore>(
         storage: S,
         addr: SocketAddr,
-        recovery: RecoveryConfig,
+        options: Options,
     ) -> io::Result<Self> {
         let orders = Arc::new(OrderService::new(storage));
-        tokio::spawn(recovery::run(Arc::downgrade(&orders), recovery));
+        tokio::spawn(recovery::run(Arc::downgrade(&orders), options.recovery));
+        let user_limit = options.orders_per_user_per_minute.map(user_limit::spawn);
         let app = server::app::<_, ApiProblem>(
-            api::service(OrdersApi::new(orders)),
+            api::service(OrdersApi::new(orders, user_limit)),
             api::ROUTES,
             api::document_additions,
         )
@@ -143,11 +153,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let addr = SocketAddr::new(config.host, config.port);
+    let options = Options {
+        recovery: config.recovery,
+        orders_per_user_per_minute: config.orders_per_user_per_minute,
+    };
     let application = match config.storage {
         StorageConfig::Remote { url, client } => {
             tracing::info!(storage = %url, "using the Storage Service");
             let storage = HttpStorage::new(&url, client).map_err(|err| StartupError::Client(err.into()))?;
-            Application::build_with(storage, addr, config.recovery).await
+            Application::build_with(storage, addr, options).await
         }
         StorageConfig::Embedded(dir) => {
             let path = dir.join(DATABASE_FILE);
@@ -156,12 +170,18 @@ pub async fn run(
             if storage.seed_demo_catalogue().await.map_err(StartupError::Storage)? {
                 tracing::info!("seeded the demo catalogue: books book-1 to book-5");
             }
-            Application::build_with(storage, addr, config.recovery).await
+            Application::build_with(storage, addr, options).await
         }
     }
     .map_err(StartupError::Bind)?
     .with_limits(config.server)
     .with_metrics_token(config.metrics_token);
+    if let Some(per_minute) = options.orders_per_user_per_minute {
+        tracing::info!(
+            per_minute,
+            "each user may place this many orders a minute on this replica"
+        );
+    }
     tracing::info!(address = %application.local_addr(), "listening; Swagger UI at /docs");
     application
         .run_until(shutdown)

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use order_processor::{
     http::storage_api::spawn_reference_storage,
     recovery::RecoveryConfig,
-    startup::Application,
+    startup::{Application, Options},
     storage::{
         http::{HttpStorage, HttpStorageConfig},
         sqlite::SqliteStore,
@@ -199,10 +199,17 @@ impl Services {
         let proxy = RecordingProxy::start(storage.url(), fail_creates).await;
         let http = HttpStorage::new(&proxy.url, HttpStorageConfig::default())
             .expect("build the storage client");
-        let order_processor = Application::build_with(http, loopback(), recovery)
-            .await
-            .expect("bind the order processor")
-            .spawn();
+        let order_processor = Application::build_with(
+            http,
+            loopback(),
+            Options {
+                recovery,
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("bind the order processor")
+        .spawn();
         Self {
             order_processor: order_processor.url(),
             proxy,

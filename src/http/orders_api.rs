@@ -21,12 +21,14 @@ use crate::{
         HealthResponse, HealthStatus, ListUserOrdersResponse, Order as ApiOrder, OrderPage,
         OrderStatus as ApiOrderStatus, Problem as ApiProblem,
     },
+    metrics::{self, Refusal},
 };
 
 use super::{
     RETRY_AFTER_SECONDS,
     problem::{self, Problem},
     unexpected::Unexpected,
+    user_limit::UserLimit,
     wire::{self, order_to_wire, same_variants},
 };
 
@@ -35,11 +37,13 @@ const READY_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct OrdersApi<S> {
     orders: Arc<OrderService<S>>,
+    /// The per-user order limit; `None`: no limit.
+    user_limit: Option<Arc<UserLimit>>,
 }
 
 impl<S> OrdersApi<S> {
-    pub fn new(orders: Arc<OrderService<S>>) -> Self {
-        Self { orders }
+    pub fn new(orders: Arc<OrderService<S>>, user_limit: Option<Arc<UserLimit>>) -> Self {
+        Self { orders, user_limit }
     }
 }
 
@@ -85,6 +89,21 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
                 )));
             }
         };
+        if let Some(limit) = &self.user_limit
+            && let Err(refused) = limit.admit(&request.user_id)
+        {
+            metrics::refused(Refusal::Rate);
+            let detail = format!(
+                "this user has placed the {} orders a minute allowed on this replica; retry after the given delay",
+                limit.per_minute()
+            );
+            // At most 60: the slowest limit admits one order a minute.
+            let retry_after = i32::try_from(refused.retry_after_seconds()).unwrap_or(i32::MAX);
+            return Ok(CreateOrderResponse::TooManyRequests(
+                problem_body(Problem::new(problem::RATE_LIMITED, detail)),
+                retry_after,
+            ));
+        }
         let placed = match self.orders.place(request, key.as_ref()).await {
             Ok(placed) => placed,
             Err(PlaceOrderError::UnknownBook) => {

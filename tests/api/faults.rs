@@ -20,7 +20,7 @@ use crate::{
 use order_processor::{
     http::server::{Running, Server},
     recovery::RecoveryConfig,
-    startup::Application,
+    startup::{Application, Options},
     storage::{
         http::{HttpStorage, HttpStorageConfig},
         resilience::RetryPolicy,
@@ -232,10 +232,17 @@ const QUICK_RECOVERY: RecoveryConfig = RecoveryConfig {
 
 async fn order_processor_with_recovery(url: &str, recovery: RecoveryConfig) -> Running {
     let storage = HttpStorage::new(url, HttpStorageConfig::default()).unwrap();
-    Application::build_with(storage, LOOPBACK, recovery)
-        .await
-        .unwrap()
-        .spawn()
+    Application::build_with(
+        storage,
+        LOOPBACK,
+        Options {
+            recovery,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap()
+    .spawn()
 }
 
 /// Reads the order `id` until its status is no longer `pending`, for at most 10 s.
@@ -405,10 +412,17 @@ async fn the_embedded_store_recovers_its_pending_orders_too() {
         .await
         .unwrap()
         .order;
-    let _recovering = Application::build_with(app.store.clone(), LOOPBACK, QUICK_RECOVERY)
-        .await
-        .unwrap()
-        .spawn();
+    let _recovering = Application::build_with(
+        app.store.clone(),
+        LOOPBACK,
+        Options {
+            recovery: QUICK_RECOVERY,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap()
+    .spawn();
 
     let recovered = ended(&app, &stuck.id.to_string()).await;
     assert_eq!(recovered["status"], "confirmed", "{recovered}");
