@@ -11,7 +11,7 @@ use order_processor::{
         storage::{Catalogue, OrderStore, StorageResult},
     },
     http::{server::Running, storage_api::spawn_reference_storage},
-    startup::Application,
+    startup::{Application, Options},
     storage::{
         http::{HttpStorage, HttpStorageConfig},
         postgres::PostgresStore,
@@ -54,6 +54,11 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+/// An Order Processor as [`spawn_app`] starts it, run with `options`.
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     let (store, dir) = match backend {
         Backend::Embedded | Backend::Remote => {
             let (store, dir) = fresh_store();
@@ -62,14 +67,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         Backend::Postgres => (TestStore::Postgres(postgres_store().await), None),
     };
     let (order_processor, storage_service) = match backend {
-        Backend::Embedded => (spawn_order_processor(store.clone()).await, None),
+        Backend::Embedded => (
+            spawn_order_processor_with(store.clone(), options).await,
+            None,
+        ),
         Backend::Remote | Backend::Postgres => {
             let storage_service = spawn_reference_storage(Arc::new(store.clone()), LOOPBACK)
                 .await
                 .expect("start the reference Storage Service");
             let storage = HttpStorage::new(&storage_service.url(), HttpStorageConfig::default())
                 .expect("build the storage client");
-            (spawn_order_processor(storage).await, Some(storage_service))
+            (
+                spawn_order_processor_with(storage, options).await,
+                Some(storage_service),
+            )
         }
     };
     TestApp {
@@ -155,7 +166,12 @@ impl Catalogue for TestStore {
 
 /// Starts an Order Processor over `storage`; it stops when the handle is dropped.
 pub async fn spawn_order_processor<S: OrderStore>(storage: S) -> Running {
-    Application::build(storage, LOOPBACK)
+    spawn_order_processor_with(storage, Options::default()).await
+}
+
+/// Starts an Order Processor over `storage`, run with `options`.
+pub async fn spawn_order_processor_with<S: OrderStore>(storage: S, options: Options) -> Running {
+    Application::build_with(storage, LOOPBACK, options)
         .await
         .expect("bind the order processor")
         .spawn()

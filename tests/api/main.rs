@@ -21,3 +21,4 @@ mod health;
 mod helpers;
 mod orders;
 mod replicas;
+mod user_limit;
