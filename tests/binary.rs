@@ -43,6 +43,42 @@ fn a_malformed_storage_url_stops_startup_with_one_line_naming_the_variable() {
     assert!(stderr.contains("STORAGE_SERVICE_URL"), "{stderr}");
 }
 
+#[test]
+fn a_malformed_orders_per_user_per_minute_stops_startup_with_one_line_naming_the_variable() {
+    for value in ["0", "-5", "ten", "2.5", ""] {
+        let output = Command::new(BINARY)
+            .env("ORDERS_PER_USER_PER_MINUTE", value)
+            .env_remove("STORAGE_SERVICE_URL")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{value:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("invalid ORDERS_PER_USER_PER_MINUTE={value:?}")),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn orders_per_user_per_minute_limits_each_user_of_the_binary() {
+    let running = ChildService::start(BINARY, &[("ORDERS_PER_USER_PER_MINUTE", "1")]);
+    let client = reqwest::Client::new();
+    let post = |user: &str| {
+        client
+            .post(format!("{}/orders", running.url()))
+            .json(&serde_json::json!({ "bookId": "book-1", "quantity": 1, "userId": user }))
+            .send()
+    };
+
+    assert_eq!(post("user-1").await.unwrap().status(), 201);
+    let refused = post("user-1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(post("user-2").await.unwrap().status(), 201);
+}
+
 /// Runs the storage service with `database_url` and answers its exit code and its stderr.
 fn storage_service_failing_with(database_url: &str) -> (Option<i32>, String) {
     let output = Command::new(STORAGE_SERVICE)

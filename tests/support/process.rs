@@ -38,6 +38,7 @@ impl ChildService {
             .env_remove("RUST_LOG")
             .env_remove("STORAGE_SERVICE_URL")
             .env_remove("DATABASE_URL")
+            .env_remove("ORDERS_PER_USER_PER_MINUTE")
             .stdout(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
