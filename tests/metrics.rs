@@ -11,6 +11,7 @@ use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
     net::{Ipv4Addr, SocketAddr},
+    num::NonZeroU32,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -19,7 +20,7 @@ use std::{
 use order_processor::{
     config,
     http::limits::ServerLimits,
-    startup::Application,
+    startup::{Application, Options},
     storage::http::{HttpStorage, HttpStorageConfig},
 };
 use prom_text_format_parser::{Scrape, Type, ValueType};
@@ -412,4 +413,48 @@ async fn metrics_are_answered_while_the_service_sheds_load_and_the_refusals_are_
     );
     first.abort();
     held.abort();
+}
+
+#[tokio::test]
+async fn an_order_past_the_per_user_limit_is_counted_as_refused_for_its_rate() {
+    let storage = StorageService::start(None);
+    let http = HttpStorage::new(&storage.url, HttpStorageConfig::default()).unwrap();
+    let options = Options {
+        orders_per_user_per_minute: NonZeroU32::new(1),
+        ..Options::default()
+    };
+    let order_processor = Application::build_with(http, LOOPBACK, options)
+        .await
+        .expect("bind the order processor")
+        .spawn();
+    let base = order_processor.url();
+    let before = scrape(&base, None).await;
+
+    let order = json!({ "bookId": "book-1", "quantity": 1, "userId": "metrics-rate" });
+    for expected in [201, 429] {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/orders"))
+            .json(&order)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected);
+    }
+
+    let after = scrape(&base, None).await;
+    let delta = Delta {
+        before: &before,
+        after: &after,
+    };
+    assert_eq!(
+        delta.of("http_requests_refused_total", &[("reason", "rate")]),
+        1.0
+    );
+    assert_eq!(
+        delta.of(
+            "http_requests_total",
+            &[("route", "/orders"), ("method", "POST"), ("status", "429")]
+        ),
+        1.0
+    );
 }
