@@ -1,6 +1,7 @@
 //! The Order Processor: takes purchases from the Books Service, records them in the Storage
 //! Service and takes the stock.
 
+pub mod access;
 pub mod config;
 pub mod deadline;
 pub mod domain;
@@ -12,3 +13,4 @@ pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod trace;
+pub mod watched;
