@@ -201,6 +201,10 @@ pub enum Refusal {
     Http2,
     /// `429`: an order of a user past `ORDERS_PER_USER_PER_MINUTE`.
     Rate,
+    /// `401`: a protected operation without a valid bearer token.
+    Unauthenticated,
+    /// `403`: a valid token without a scope the operation needs.
+    Forbidden,
 }
 
 impl Refusal {
@@ -217,6 +221,8 @@ impl Refusal {
             Self::ConnectionLimit => "connection_limit",
             Self::Http2 => "http2",
             Self::Rate => "rate",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
         }
     }
 }
