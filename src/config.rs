@@ -5,14 +5,20 @@ use std::{
     net::{IpAddr, Ipv4Addr},
     num::NonZeroU32,
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
 use crate::{
+    access::Verifier,
     http::limits::ServerLimits,
     metrics::MetricsToken,
     recovery::RecoveryConfig,
-    storage::{http::HttpStorageConfig, postgres::PostgresConfig, resilience::RetryPolicy},
+    storage::{
+        http::{self, HttpStorageConfig, StorageToken},
+        postgres::PostgresConfig,
+        resilience::RetryPolicy,
+    },
     telemetry::LogFormat,
 };
 
@@ -28,7 +34,8 @@ pub enum StorageConfig {
     Embedded(PathBuf),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The Order Processor's configuration. Not comparable: it holds the keys read from files.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The address to listen on (`SERVER_HOST`): every interface unless set.
     pub host: IpAddr,
@@ -42,6 +49,11 @@ pub struct Config {
     /// Orders one user may place a minute on this replica (`ORDERS_PER_USER_PER_MINUTE`);
     /// `None`: no limit.
     pub orders_per_user_per_minute: Option<NonZeroU32>,
+    /// How callers' bearer tokens are checked (`AUTH_*`); `None`: access is open.
+    pub access: Option<Arc<Verifier>>,
+    /// The bearer token sent to the Storage Service (`STORAGE_SERVICE_TOKEN_FILE`), read only
+    /// when `STORAGE_SERVICE_URL` is set.
+    pub storage_token: Option<Arc<StorageToken>>,
 }
 
 /// A variable with a value that cannot be used.
@@ -54,6 +66,8 @@ pub struct ConfigError {
 }
 
 pub const DEFAULT_PORT: u16 = 8082;
+/// The audience of the Order Processor's tokens unless `AUTH_AUDIENCE` says otherwise.
+pub const DEFAULT_AUDIENCE: &str = "order-processor";
 const DEFAULT_DATA_DIR: &str = "data";
 
 impl Config {
@@ -67,13 +81,17 @@ impl Config {
         let host = server_host(lookup("SERVER_HOST").as_deref())?;
         let port = server_port(lookup("SERVER_PORT").as_deref(), DEFAULT_PORT)?;
         let server = ServerLimits::from_lookup(&lookup)?;
-        let storage = match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
-            Some(url) => StorageConfig::Remote {
-                url: parse_url("STORAGE_SERVICE_URL", &url)?,
-                client: storage_client(&lookup, &server)?,
-            },
-            None => StorageConfig::Embedded(data_dir(lookup("DATA_DIR"))),
-        };
+        let (storage, storage_token) =
+            match lookup("STORAGE_SERVICE_URL").filter(|url| !url.is_empty()) {
+                Some(url) => (
+                    StorageConfig::Remote {
+                        url: parse_url("STORAGE_SERVICE_URL", &url)?,
+                        client: storage_client(&lookup, &server)?,
+                    },
+                    storage_token(&lookup)?,
+                ),
+                None => (StorageConfig::Embedded(data_dir(lookup("DATA_DIR"))), None),
+            };
         let log_format = parse_log_format(lookup("LOG_FORMAT").as_deref())?;
         let defaults = RecoveryConfig::default();
         let recovery = RecoveryConfig {
@@ -95,8 +113,22 @@ impl Config {
             orders_per_user_per_minute: orders_per_user_per_minute(lookup(
                 "ORDERS_PER_USER_PER_MINUTE",
             ))?,
+            access: Verifier::from_lookup(&lookup, DEFAULT_AUDIENCE)?.map(Arc::new),
+            storage_token,
         })
     }
+}
+
+/// `STORAGE_SERVICE_TOKEN_FILE`: the file holding the bearer token sent to the Storage
+/// Service, as a Kubernetes Secret mounts it; `None` when unset or empty. A file that cannot
+/// be read or holds no token stops startup; messages never show the token.
+fn storage_token(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Arc<StorageToken>>, ConfigError> {
+    lookup(http::TOKEN_VARIABLE)
+        .filter(|path| !path.is_empty())
+        .map(|path| http::open_token(&path).map(Arc::new))
+        .transpose()
 }
 
 /// `SERVER_HOST`, an IP address, or every interface when it is unset: a pod listens on all of
@@ -562,6 +594,55 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn without_key_files_access_is_open_and_with_one_the_audience_defaults_to_the_services() {
+        assert!(config(&[]).unwrap().access.is_none());
+        let secret = TokenFile::new("a-secret-of-thirty-two-bytes-or-more\n");
+        let access = config(&[("AUTH_HS256_SECRET_FILE", secret.0.to_str().unwrap())])
+            .unwrap()
+            .access
+            .unwrap();
+        assert_eq!(access.audience(), "order-processor");
+        let access = config(&[
+            ("AUTH_HS256_SECRET_FILE", secret.0.to_str().unwrap()),
+            ("AUTH_AUDIENCE", "orders"),
+        ])
+        .unwrap()
+        .access
+        .unwrap();
+        assert_eq!(access.audience(), "orders");
+        let short = TokenFile::new("short");
+        let err = config(&[("AUTH_HS256_SECRET_FILE", short.0.to_str().unwrap())]).unwrap_err();
+        assert_eq!(err.variable, "AUTH_HS256_SECRET_FILE");
+    }
+
+    #[test]
+    fn the_storage_token_is_read_only_for_a_remote_storage_and_refused_when_unusable() {
+        let file = TokenFile::new("storage-s3cret\n");
+        let path = file.0.to_str().unwrap();
+        assert!(
+            config(&[("STORAGE_SERVICE_TOKEN_FILE", path)])
+                .unwrap()
+                .storage_token
+                .is_none()
+        );
+        let remote = [
+            ("STORAGE_SERVICE_URL", "http://storage:8083"),
+            ("STORAGE_SERVICE_TOKEN_FILE", path),
+        ];
+        let token = config(&remote).unwrap().storage_token.unwrap();
+        assert_eq!(*token.current(), "Bearer storage-s3cret");
+        assert!(!format!("{:?}", config(&remote).unwrap()).contains("storage-s3cret"));
+
+        let empty = TokenFile::new("\n");
+        let err = config(&[
+            ("STORAGE_SERVICE_URL", "http://storage:8083"),
+            ("STORAGE_SERVICE_TOKEN_FILE", empty.0.to_str().unwrap()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "STORAGE_SERVICE_TOKEN_FILE");
     }
 
     #[test]

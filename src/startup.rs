@@ -5,6 +5,7 @@ use std::{io, net::SocketAddr, num::NonZeroU32, sync::Arc};
 use poem::{EndpointExt, Response, endpoint::BoxEndpoint};
 
 use crate::{
+    access::Verifier,
     config::{Config, StorageConfig},
     domain::{
         orders::OrderService,
@@ -21,6 +22,7 @@ use crate::{
     recovery::{self, RecoveryConfig},
     storage::{http::HttpStorage, sqlite::SqliteStore},
     telemetry::ErrorChain,
+    watched,
 };
 
 /// Name of the embedded database file inside the data directory.
@@ -116,6 +118,16 @@ impl Application {
         }
     }
 
+    /// Checks the bearer tokens of protected operations with `access`; `None`, the default,
+    /// leaves access open.
+    #[must_use]
+    pub fn with_access(self, access: Option<Arc<Verifier>>) -> Self {
+        Self {
+            server: self.server.with_access(access),
+            ..self
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
@@ -159,8 +171,13 @@ pub async fn run(
     };
     let application = match config.storage {
         StorageConfig::Remote { url, client } => {
-            tracing::info!(storage = %url, "using the Storage Service");
-            let storage = HttpStorage::new(&url, client).map_err(|err| StartupError::Client(err.into()))?;
+            tracing::info!(storage = %url, token = config.storage_token.is_some(), "using the Storage Service");
+            let storage = HttpStorage::new(&url, client)
+                .map_err(|err| StartupError::Client(err.into()))?
+                .with_token(config.storage_token.clone());
+            if let Some(token) = &config.storage_token {
+                tokio::spawn(watched::watch(Arc::downgrade(token), watched::REFRESH_PERIOD));
+            }
             Application::build_with(storage, addr, options).await
         }
         StorageConfig::Embedded(dir) => {
@@ -175,7 +192,8 @@ pub async fn run(
     }
     .map_err(StartupError::Bind)?
     .with_limits(config.server)
-    .with_metrics_token(config.metrics_token);
+    .with_metrics_token(config.metrics_token)
+    .with_access(config.access);
     if let Some(per_minute) = options.orders_per_user_per_minute {
         tracing::info!(
             per_minute,

@@ -2,14 +2,23 @@
 
 use openapiv3::OpenAPI;
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 
 use crate::spec::Problem;
 
+/// What a client holds besides its base URL and connection pool, for its hooks to add to
+/// every request (the caller's credentials), defined once by the crate that includes the
+/// generated code.
+const CLIENT_STATE_TYPE: &str = "crate::storage::http::Credentials";
+
 pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Problem> {
+    let state: syn::Path =
+        syn::parse_str(CLIENT_STATE_TYPE).expect("CLIENT_STATE_TYPE is a Rust path");
     let mut settings = progenitor::GenerationSettings::default();
     settings
         .with_interface(progenitor::InterfaceStyle::Builder)
-        .with_tag(progenitor::TagStyle::Merged);
+        .with_tag(progenitor::TagStyle::Merged)
+        .with_inner_type(state.into_token_stream());
     progenitor::Generator::new(&settings)
         .generate_tokens(spec)
         .map_err(|err| Problem::new("#", format!("progenitor cannot generate a client: {err}")))

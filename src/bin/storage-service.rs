@@ -5,18 +5,16 @@
 //! PostgreSQL; unset: SQLite), `DATABASE_POOL_SIZE` (default 16 connections), `DATA_DIR`
 //! (default `data`; the SQLite database is `storage.db` inside it), `LOG_FORMAT` (`text` or
 //! `json`), `METRICS_TOKEN_FILE` (a file holding the bearer token that `GET /metrics` asks
-//! for; unset: open), and the server limits (`SERVER_MAX_CONNECTIONS` and the others of
-//! `ServerLimits`). A bad value, or a database that cannot be reached at start, stops startup with a
+//! for; unset: open), `AUTH_JWKS_FILE`, `AUTH_HS256_SECRET_FILE`, `AUTH_AUDIENCE` (default
+//! `storage-service`) and `AUTH_ISSUER` (the bearer tokens callers must present, as for the
+//! Order Processor; neither file set: open), and the server limits (`SERVER_MAX_CONNECTIONS`
+//! and the others of `ServerLimits`). A bad value, or a database that cannot be reached at start, stops startup with a
 //! one-line message that names the variable, and exit code 1.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    process::ExitCode,
-    sync::Arc,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use order_processor::{
+    access::Verifier,
     config::{self, ConfigError},
     domain::storage::{Catalogue, OrderStore},
     http::{limits::ServerLimits, server, storage_api},
@@ -29,6 +27,8 @@ use order_processor::{
 };
 
 const DEFAULT_PORT: u16 = 8083;
+/// The audience of the Storage Service's tokens unless `AUTH_AUDIENCE` says otherwise.
+const DEFAULT_AUDIENCE: &str = "storage-service";
 const DATABASE_FILE: &str = "storage.db";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -39,12 +39,17 @@ enum Database {
 }
 
 struct Settings {
-    host: IpAddr,
-    port: u16,
     database: Database,
     log_format: LogFormat,
+    server: ServerSettings,
+}
+
+/// How the server listens and whom it serves, whichever the database.
+struct ServerSettings {
+    addr: SocketAddr,
     limits: ServerLimits,
     metrics_token: Option<MetricsToken>,
+    access: Option<Arc<Verifier>>,
 }
 
 impl Settings {
@@ -58,12 +63,14 @@ impl Settings {
             None => Database::Sqlite(config::data_dir(var("DATA_DIR")).join(DATABASE_FILE)),
         };
         Ok(Self {
-            host,
-            port,
             database,
             log_format,
-            limits: ServerLimits::from_env()?,
-            metrics_token: config::metrics_token(var)?,
+            server: ServerSettings {
+                addr: SocketAddr::new(host, port),
+                limits: ServerLimits::from_env()?,
+                metrics_token: config::metrics_token(var)?,
+                access: Verifier::from_lookup(var, DEFAULT_AUDIENCE)?.map(Arc::new),
+            },
         })
     }
 }
@@ -88,32 +95,13 @@ async fn run() -> ExitCode {
         }
     };
     let _telemetry = telemetry::init(settings.log_format);
-    let addr = SocketAddr::new(settings.host, settings.port);
     let served = match settings.database {
         Database::Sqlite(path) => match SqliteStore::open(&path) {
-            Ok(store) => {
-                serve(
-                    store,
-                    addr,
-                    settings.limits,
-                    settings.metrics_token,
-                    format!("SQLite {}", path.display()),
-                )
-                .await
-            }
+            Ok(store) => serve(store, settings.server, format!("SQLite {}", path.display())).await,
             Err(err) => Err(err.into()),
         },
         Database::Postgres(postgres) => match PostgresStore::connect(&postgres).await {
-            Ok(store) => {
-                serve(
-                    store,
-                    addr,
-                    settings.limits,
-                    settings.metrics_token,
-                    format!("PostgreSQL {postgres}"),
-                )
-                .await
-            }
+            Ok(store) => serve(store, settings.server, format!("PostgreSQL {postgres}")).await,
             Err(err) => {
                 // The one line an operator needs: which variable, which server, and why.
                 eprintln!(
@@ -136,18 +124,17 @@ async fn run() -> ExitCode {
 /// Seeds the demo catalogue into an empty store, then serves until SIGTERM.
 async fn serve<S: DemoSeed>(
     store: S,
-    addr: SocketAddr,
-    limits: ServerLimits,
-    metrics_token: Option<MetricsToken>,
+    settings: ServerSettings,
     database: String,
 ) -> Result<(), BoxError> {
     if store.seed_demo_catalogue().await? {
         tracing::info!(%database, "seeded the demo catalogue");
     }
-    let server = server::Server::bind(addr)
+    let server = server::Server::bind(settings.addr)
         .await?
-        .with_limits(limits)
-        .with_metrics_token(metrics_token);
+        .with_limits(settings.limits)
+        .with_metrics_token(settings.metrics_token)
+        .with_access(settings.access);
     tracing::info!(addr = %server.local_addr(), %database, "storage service listening");
     server
         .run(storage_api::app(Arc::new(store)), server::shutdown_signal())

@@ -34,7 +34,10 @@ use super::{
     limits::ServerLimits,
     problem::{self, Problem},
 };
-use crate::metrics::{self, MetricsToken, Refusal};
+use crate::{
+    access::Verifier,
+    metrics::{self, MetricsToken, Refusal},
+};
 
 /// Largest request body, far above any order (a few hundred bytes) and small enough that a
 /// flood of large bodies cannot exhaust memory.
@@ -688,6 +691,7 @@ pub struct Server {
     addr: SocketAddr,
     limits: ServerLimits,
     metrics_token: Option<MetricsToken>,
+    access: Option<Arc<Verifier>>,
 }
 
 impl Server {
@@ -700,6 +704,7 @@ impl Server {
             addr,
             limits: ServerLimits::default(),
             metrics_token: None,
+            access: None,
         })
     }
 
@@ -717,6 +722,13 @@ impl Server {
         }
     }
 
+    /// Checks the bearer tokens of the operations that the API's `ROUTES` protect with
+    /// `access`; `None`, the default, leaves access open.
+    #[must_use]
+    pub fn with_access(self, access: Option<Arc<Verifier>>) -> Self {
+        Self { access, ..self }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -730,6 +742,12 @@ impl Server {
     ) -> io::Result<()> {
         #[cfg(unix)]
         connections::raise_open_file_limit(self.limits.max_connections);
+        match &self.access {
+            Some(verifier) => verifier.announce(),
+            None => tracing::warn!(
+                "neither AUTH_JWKS_FILE nor AUTH_HS256_SECRET_FILE is set: access is open, every caller may use every operation"
+            ),
+        }
         let admission = Arc::new(Admission {
             in_flight: Semaphore::new(self.limits.max_requests_in_flight),
             limits: self.limits.clone(),
@@ -737,9 +755,16 @@ impl Server {
         });
         let app = app.data(admission).map_to_response().boxed();
         let serving = connections::serve(self.listener, app, self.limits, shutdown, DRAIN_TIMEOUT);
+        let watching_keys = async {
+            match &self.access {
+                Some(verifier) => verifier.watch().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = serving => {}
             never = metrics_upkeep() => match never {},
+            never = watching_keys => match never {},
         }
         Ok(())
     }

@@ -3,8 +3,11 @@
 
 use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
-use progenitor_client::{ClientHooks, OperationInfo};
-use reqwest::StatusCode;
+use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
+use reqwest::{
+    StatusCode,
+    header::{AUTHORIZATION, HeaderValue},
+};
 
 use crate::domain::model::{
     AllocationState, BookId, Currency, Cursor, InvalidValue, Money, NewOrder, Order, OrderId,
@@ -17,6 +20,7 @@ use crate::generated::storage_service::client::{
 };
 use crate::http::wire::same_variants;
 use crate::metrics;
+use crate::watched::WatchedFile;
 
 use super::resilience::{self, Breaker, Failure, RetryPolicy};
 
@@ -83,6 +87,35 @@ pub enum HttpStorageSetupError {
     Client(#[from] reqwest::Error),
 }
 
+/// The variable naming the file of the bearer token sent to the Storage Service.
+pub const TOKEN_VARIABLE: &str = "STORAGE_SERVICE_TOKEN_FILE";
+
+/// The bearer token of [`TOKEN_VARIABLE`], as the `Authorization` header that carries it,
+/// marked sensitive so that no debug output of a request shows it.
+pub type StorageToken = WatchedFile<HeaderValue>;
+
+/// Reads the token file at `path`: its text without the surrounding white space, which must
+/// be non-empty and fit in a header.
+pub fn open_token(path: &str) -> Result<StorageToken, crate::config::ConfigError> {
+    WatchedFile::open(TOKEN_VARIABLE, path, |content| {
+        let token = std::str::from_utf8(content)
+            .map_err(|_| "the token is not UTF-8 text".to_owned())?
+            .trim();
+        if token.is_empty() {
+            return Err("the token file is empty".to_owned());
+        }
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token holds characters a header cannot carry".to_owned())?;
+        header.set_sensitive(true);
+        Ok(header)
+    })
+}
+
+/// What the generated client holds for its hooks: the token that every request, each retry
+/// included, carries to the Storage Service, when one is set.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials(Option<Arc<StorageToken>>);
+
 /// The order store, [`OrderStore`], implemented by a remote Storage
 /// Service. Clones share one connection pool and one circuit breaker.
 #[derive(Debug, Clone)]
@@ -111,13 +144,24 @@ impl HttpStorage {
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build()?;
         Ok(Self {
-            client: Client::new_with_client(&base_url, http),
+            client: Client::new_with_client(&base_url, http, Credentials::default()),
             retry: config.retry,
             breaker: Arc::new(Breaker::new(
                 config.breaker_threshold,
                 config.breaker_cooldown,
             )),
         })
+    }
+
+    /// Sends `token` as a bearer token on every request; `None` sends none.
+    #[must_use]
+    pub fn with_token(self, token: Option<Arc<StorageToken>>) -> Self {
+        let client = Client::new_with_client(
+            self.client.baseurl(),
+            self.client.client().clone(),
+            Credentials(token),
+        );
+        Self { client, ..self }
     }
 
     /// Sends a request built by `send`, again while it fails transiently and the deadline
@@ -180,15 +224,21 @@ fn error_kind(err: &StorageError) -> &'static str {
 }
 
 /// Every request the client builds, each retry included, carries the trace and request id of
-/// the request being served (see [`crate::trace`]). progenitor calls this implementation on
-/// `Client` in place of its default one on `&Client`.
-impl ClientHooks<()> for Client {
+/// the request being served (see [`crate::trace`]) and the storage token, when one is set, as
+/// its file holds it now. progenitor calls this implementation on `Client` in place of its
+/// default one on `&Client`.
+impl ClientHooks<Credentials> for Client {
     async fn pre<E>(
         &self,
         request: &mut reqwest::Request,
         _: &OperationInfo,
     ) -> Result<(), ClientError<E>> {
         crate::trace::inject(request.headers_mut());
+        if let Some(token) = &self.inner().0 {
+            request
+                .headers_mut()
+                .insert(AUTHORIZATION, HeaderValue::clone(&token.current()));
+        }
         Ok(())
     }
 }
@@ -417,6 +467,9 @@ fn classify(err: ClientError<types::Problem>) -> StorageError {
             let status = answer.status();
             classify_problem(status, &answer.into_inner())
         }
+        ClientError::UnexpectedResponse(response) if is_refusal_of_the_token(response.status()) => {
+            token_refused(response.status())
+        }
         ClientError::UnexpectedResponse(response) => {
             let status = response.status();
             let cause = Answer(format!("undocumented status {status}"));
@@ -454,6 +507,9 @@ fn classify(err: ClientError<types::Problem>) -> StorageError {
 }
 
 fn classify_problem(status: StatusCode, problem: &types::Problem) -> StorageError {
+    if is_refusal_of_the_token(status) {
+        return token_refused(status);
+    }
     let error = match status {
         StatusCode::NOT_FOUND => StorageError::NotFound,
         StatusCode::CONFLICT if problem.type_.ends_with(OUT_OF_STOCK) => StorageError::OutOfStock {
@@ -478,6 +534,24 @@ fn classify_problem(status: StatusCode, problem: &types::Problem) -> StorageErro
     // These variants have no room for the problem's text; the log keeps it.
     tracing::debug!(%status, problem = %problem_text(problem), "storage refused the request");
     error
+}
+
+fn is_refusal_of_the_token(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+}
+
+/// The Storage Service refused this service's token, or wants one and was sent none: no
+/// call can succeed until `STORAGE_SERVICE_TOKEN_FILE` holds a token it accepts. The caller is
+/// told the storage is unavailable, as it is to this service; the log says why, for the
+/// operator, without the token.
+fn token_refused(status: StatusCode) -> StorageError {
+    tracing::error!(%status, variable = TOKEN_VARIABLE, "the Storage Service refused the storage token");
+    StorageError::Unavailable(
+        Answer(format!(
+            "the Storage Service refused the storage token of {TOKEN_VARIABLE} ({status})"
+        ))
+        .into(),
+    )
 }
 
 /// Statuses after which the same request may succeed.
@@ -627,7 +701,6 @@ fn allocation_from(allocation: types::StockAllocation) -> StorageResult<StockAll
 
 #[cfg(test)]
 mod tests {
-    use crate::generated::storage_service::client::ClientInfo;
     use reqwest::header::HeaderMap;
     use serde_json::json;
 
@@ -763,7 +836,7 @@ mod tests {
 
     #[test]
     fn undocumented_statuses_are_failures_whatever_they_say() {
-        for status in [200, 204, 401, 404, 409, 413] {
+        for status in [200, 204, 404, 409, 413] {
             let err = classify(undocumented(status));
             assert!(
                 matches!(err, StorageError::Failed(_)),
@@ -771,6 +844,52 @@ mod tests {
                 chain(&err)
             );
         }
+    }
+
+    #[test]
+    fn a_refused_token_makes_the_storage_unavailable_documented_or_not() {
+        for err in [
+            documented(401, "/problems/unauthorized", &[]),
+            documented(403, "/problems/forbidden", &[]),
+            undocumented(401),
+            undocumented(403),
+        ] {
+            let classified = classify(err);
+            assert!(
+                matches!(classified, StorageError::Unavailable(_)),
+                "{}",
+                chain(&classified)
+            );
+            assert!(
+                chain(&classified)
+                    .contains("refused the storage token of STORAGE_SERVICE_TOKEN_FILE"),
+                "{}",
+                chain(&classified)
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_file_is_read_as_a_sensitive_bearer_header_and_refused_when_unusable() {
+        let path = std::env::temp_dir().join(format!("storage-token-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, " s3cret\n").unwrap();
+        let token = open_token(path.to_str().unwrap()).unwrap();
+        assert_eq!(*token.current(), "Bearer s3cret");
+        assert!(token.current().is_sensitive());
+        for (content, reason) in [
+            ("\n", "the token file is empty"),
+            (
+                "s3c\u{7}ret",
+                "the token holds characters a header cannot carry",
+            ),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let err = open_token(path.to_str().unwrap()).unwrap_err();
+            assert_eq!(err.variable, TOKEN_VARIABLE);
+            assert_eq!(err.reason, reason);
+            assert!(!err.to_string().contains("s3c"), "{err}");
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

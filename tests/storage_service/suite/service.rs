@@ -7,6 +7,7 @@ use order_processor::{
     domain::storage::{Catalogue, OrderStore},
     generated::storage_service::client::{Client, Error, ResponseValue, types},
     http::{server::Running, storage_api::spawn_reference_storage},
+    storage::http::Credentials,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -129,7 +130,8 @@ pub(super) async fn start_over<S: OrderStore + Catalogue>(
         .expect("start the reference Storage Service");
     let url = server.url();
     Service {
-        client: Client::new(&url),
+        // The reference service in these tests checks no token: the client sends none.
+        client: Client::new(&url, Credentials::default()),
         http: reqwest::Client::new(),
         url,
         _server: server,
