@@ -19,6 +19,8 @@ pub struct ChildService {
     pub child: Child,
     /// Its stdout, line by line, from the line after the one that says it listens.
     pub lines: mpsc::Receiver<String>,
+    /// The lines before, up to the one that says it listens.
+    pub startup: Vec<String>,
     url: String,
     _data_dir: TempDir,
 }
@@ -58,10 +60,16 @@ impl ChildService {
         let mut service = Self {
             child,
             lines,
+            startup: Vec::new(),
             url: String::new(),
             _data_dir: data_dir,
         };
-        let listening = service.wait_for(|line| line.contains("listening"));
+        let mut startup = Vec::new();
+        let listening = service.wait_for(|line| {
+            startup.push(line.to_owned());
+            line.contains("listening")
+        });
+        service.startup = startup;
         // Both binaries log the address they got, in either log format; the tests keep them
         // on the loopback.
         let (_, after) = listening
@@ -83,7 +91,7 @@ impl ChildService {
     }
 
     /// Reads log lines until one is `wanted`, and answers it.
-    pub fn wait_for(&self, wanted: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for(&self, mut wanted: impl FnMut(&str) -> bool) -> String {
         loop {
             let line = self
                 .lines
