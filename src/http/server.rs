@@ -1,8 +1,8 @@
 //! What both services share around their generated API: the documentation routes, Problem
 //! answers for every error poem raises itself (unknown route, wrong method, body too large,
-//! panic), the request limits (load shedding, deadline, body timeout, head size), a request
-//! id, one access-log line and the request metrics per request, `GET /metrics`, and the
-//! server with its graceful shutdown.
+//! panic), the request limits (load shedding, deadline, body timeout, head size), the bearer
+//! tokens of protected operations, a request id, one access-log line and the request metrics
+//! per request, `GET /metrics`, and the server with its graceful shutdown.
 
 use std::{
     borrow::Cow,
@@ -35,7 +35,7 @@ use super::{
     problem::{self, Problem},
 };
 use crate::{
-    access::Verifier,
+    access::{self, Principal, Refused, Verifier},
     metrics::{self, MetricsToken, Refusal},
 };
 
@@ -113,7 +113,7 @@ impl RouteTable {
         Self(entries.collect())
     }
 
-    /// The route of `path`. It runs twice on every request, so it walks the path's
+    /// The route of `path`. It runs several times on every request, so it walks the path's
     /// segments in place rather than collecting them.
     fn find(&self, path: &str) -> Option<&RouteEntry> {
         let path = path.trim_end_matches('/');
@@ -152,7 +152,7 @@ where
             let routes = routes.clone();
             move |endpoint, request| {
                 let routes = routes.clone();
-                async move { check_request::<_, P>(endpoint, request, &routes).await }
+                async move { authorize::<_, P>(endpoint, request, &routes).await }
             }
         })
         .catch_all_error(move |err: poem::Error| {
@@ -428,6 +428,144 @@ fn allow_header(methods: &[Method]) -> Option<HeaderValue> {
 #[error("method not allowed")]
 struct RequestPath(String);
 
+/// Holds the operations that the API's `ROUTES` protect to a bearer token holding their
+/// scopes, when the server checks tokens: `401` without a valid one, `403` without a scope.
+/// Runs the rest of the request with the verified caller as [`access::caller`].
+async fn authorize<E: Endpoint, P: From<Problem> + ToJSON>(
+    endpoint: Arc<E>,
+    request: Request,
+    routes: &RouteTable,
+) -> poem::Result<Response> {
+    let verifier = request
+        .data::<Arc<Admission>>()
+        .and_then(|admission| admission.access.clone());
+    let needed = verifier
+        .as_ref()
+        .and_then(|_| required_scopes(routes, &request));
+    let caller = match (verifier, needed) {
+        (Some(verifier), Some(needed)) => match authenticate(&verifier, &request, needed) {
+            Ok(principal) => Some(principal),
+            Err(denied) => return Ok(denied.response::<P>(verifier.audience(), needed)),
+        },
+        _ => None,
+    };
+    // Boxed so that the operation's future, the largest below the access log's box, is moved
+    // once into the heap rather than with the scope and this future around it: unboxed, it
+    // took a third more of a worker's stack in a debug build.
+    let answer = Box::pin(check_request::<_, P>(endpoint, request, routes));
+    access::within(caller, answer).await
+}
+
+/// The scopes the request's operation needs, or `None` when it is open. A `HEAD` is answered
+/// by the `GET` of its path, and needs what that needs.
+fn required_scopes(routes: &RouteTable, request: &Request) -> Option<&'static [&'static str]> {
+    let method = match *request.method() {
+        Method::HEAD => &Method::GET,
+        ref method => method,
+    };
+    let entry = routes.find(request.uri().path())?;
+    entry
+        .route
+        .security
+        .iter()
+        .find(|(protected, _)| protected == method)
+        .map(|(_, scopes)| *scopes)
+}
+
+/// Why a request to a protected operation is not let through.
+enum Denied {
+    Unauthenticated(Refused),
+    /// The token is valid but lacks these scopes.
+    Forbidden(Vec<&'static str>),
+}
+
+/// The caller of `request` when its bearer token is valid and holds every scope of `needed`.
+/// A refusal is logged with its reason alone: never the token, nor any claim but `sub`.
+fn authenticate(
+    verifier: &Verifier,
+    request: &Request,
+    needed: &'static [&'static str],
+) -> Result<Principal, Denied> {
+    let principal = bearer_token(request)
+        .and_then(|token| verifier.verify(token))
+        .map_err(|refused| {
+            metrics::refused(Refusal::Unauthenticated);
+            match refused {
+                Refused::Missing => tracing::debug!("a protected operation without a bearer token"),
+                refused => tracing::info!(reason = refused.reason(), "refused a bearer token"),
+            }
+            Denied::Unauthenticated(refused)
+        })?;
+    let missing = principal.missing(needed);
+    if missing.is_empty() {
+        return Ok(principal);
+    }
+    metrics::refused(Refusal::Forbidden);
+    tracing::info!(sub = principal.subject(), missing = %missing.join(" "), "the bearer token lacks a scope of the operation");
+    Err(Denied::Forbidden(missing))
+}
+
+/// The token of the one `Authorization: Bearer` header. Another scheme counts as no token;
+/// several headers or one that is not text, as a malformed token.
+fn bearer_token(request: &Request) -> Result<&str, Refused> {
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(Refused::Missing);
+    };
+    if values.next().is_some() {
+        return Err(Refused::Malformed);
+    }
+    let value = value.to_str().map_err(|_| Refused::Malformed)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Refused::Missing);
+    }
+    match token.trim() {
+        "" => Err(Refused::Malformed),
+        token => Ok(token),
+    }
+}
+
+impl Denied {
+    /// The Problem answer, with the challenge of RFC 6750 that never echoes the token:
+    /// `realm` is the service's audience; a refused token adds `error="invalid_token"`, a
+    /// missing scope `error="insufficient_scope"` and the scopes the operation needs.
+    fn response<P: From<Problem> + ToJSON>(&self, realm: &str, needed: &[&str]) -> Response {
+        let (problem, challenge) = match self {
+            Self::Unauthenticated(Refused::Missing) => (
+                Problem::new(problem::UNAUTHORIZED, Refused::Missing.detail()),
+                format!("Bearer realm=\"{realm}\""),
+            ),
+            Self::Unauthenticated(refused) => (
+                Problem::new(problem::UNAUTHORIZED, refused.detail()),
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+            ),
+            Self::Forbidden(missing) => (
+                Problem::new(
+                    problem::FORBIDDEN,
+                    format!(
+                        "this operation needs a token with the scope {}",
+                        missing.join(" and ")
+                    ),
+                ),
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
+                    needed.join(" ")
+                ),
+            ),
+        };
+        let mut response = problem_response::<P>(problem);
+        // The realm is checked when it is read and the rest is fixed text: always a valid
+        // header value.
+        if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
 /// Refuses what poem would let through or answer outside the documented shape: a declared
 /// header parameter whose value is not visible ASCII, which poem would read as absent (an
 /// `Idempotency-Key` silently dropped). Turns a 405 into an error that knows its path.
@@ -477,6 +615,8 @@ struct Admission {
     limits: ServerLimits,
     in_flight: Semaphore,
     metrics_token: Option<MetricsToken>,
+    /// Checks the tokens of protected operations; `None`: access is open.
+    access: Option<Arc<Verifier>>,
 }
 
 /// Holds a request to the limits of the server that serves it: a head within
@@ -752,6 +892,7 @@ impl Server {
             in_flight: Semaphore::new(self.limits.max_requests_in_flight),
             limits: self.limits.clone(),
             metrics_token: self.metrics_token,
+            access: self.access.clone(),
         });
         let app = app.data(admission).map_to_response().boxed();
         let serving = connections::serve(self.listener, app, self.limits, shutdown, DRAIN_TIMEOUT);
