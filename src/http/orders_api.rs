@@ -1,6 +1,8 @@
 //! The Order Processor's HTTP handlers: they implement the interface generated from
 //! `openapi/order-processor.yaml`, turn wire types into domain values, call the order flow,
-//! and map each domain outcome to one documented status.
+//! and map each domain outcome to one documented status. The server's middleware has checked
+//! the caller's token and scopes; the handlers hold a caller to their own orders unless the
+//! token may act for any user.
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,6 +10,7 @@ use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 
 use crate::{
+    access::{self, Principal},
     domain::{
         model::{IdempotencyKey, OrderId, OrderStatus},
         orders::{
@@ -34,6 +37,31 @@ use super::{
 
 /// How long readiness waits for the storage.
 const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The scope of a token that acts for any user, such as the Books Service's.
+const ANY_USER: &str = "orders:any-user";
+
+/// The caller when their token holds them to their own orders: `None` with open access or a
+/// token that may act for any user.
+fn held_to_own_orders() -> Option<Principal> {
+    access::caller().filter(|caller| !caller.has_scope(ANY_USER))
+}
+
+/// The `403` of a caller acting for another user, saying which scope would allow it.
+fn another_user(what: &str) -> Json<ApiProblem> {
+    problem_body(Problem::new(
+        problem::FORBIDDEN,
+        format!(
+            "the token is for another user: {what} for another user needs the scope {ANY_USER}"
+        ),
+    ))
+}
+
+/// The `404` of an unknown order, also answered for another user's order, so that a caller
+/// cannot tell one from the other.
+fn no_order() -> Json<ApiProblem> {
+    problem_body(Problem::new(problem::NOT_FOUND, "no order has this id"))
+}
 
 pub struct OrdersApi<S> {
     orders: Arc<OrderService<S>>,
@@ -77,6 +105,12 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
             Ok(request) => request,
             Err(problem) => return Ok(CreateOrderResponse::BadRequest(problem_body(problem))),
         };
+        if held_to_own_orders().is_some_and(|caller| caller.subject() != request.user_id.as_str()) {
+            return Ok(CreateOrderResponse::Forbidden(
+                another_user("placing an order"),
+                None,
+            ));
+        }
         let key = match idempotency_key
             .as_deref()
             .map(IdempotencyKey::parse)
@@ -171,6 +205,17 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
         id: uuid::Uuid,
         body: CancelOrderRequest,
     ) -> Result<CancelOrderResponse, Unexpected> {
+        // The order is read first: another user's is answered as unknown, and left as it is.
+        if let Some(caller) = held_to_own_orders() {
+            match self.orders.order(OrderId(id)).await {
+                Ok(order) if order.user_id.as_str() == caller.subject() => {}
+                Ok(_) | Err(ReadOrderError::NotFound) => {
+                    return Ok(CancelOrderResponse::NotFound(no_order()));
+                }
+                Err(ReadOrderError::Unavailable(err)) => return Err(unavailable(err)),
+                Err(ReadOrderError::Internal(err)) => return Err(Unexpected::internal(err)),
+            }
+        }
         Ok(
             match self
                 .orders
@@ -178,9 +223,7 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
                 .await
             {
                 Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
-                Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(problem_body(
-                    Problem::new(problem::NOT_FOUND, "no order has this id"),
-                )),
+                Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(no_order()),
                 Err(CancelOrderError::NotConfirmed(status)) => {
                     let why = match status {
                         OrderStatus::Pending => "it is still being processed; try again shortly",
@@ -202,10 +245,14 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
 
     async fn get_order(&self, id: uuid::Uuid) -> Result<GetOrderResponse, Unexpected> {
         Ok(match self.orders.order(OrderId(id)).await {
+            Ok(order)
+                if held_to_own_orders()
+                    .is_some_and(|caller| caller.subject() != order.user_id.as_str()) =>
+            {
+                GetOrderResponse::NotFound(no_order())
+            }
             Ok(order) => GetOrderResponse::Ok(Json(order.into())),
-            Err(ReadOrderError::NotFound) => GetOrderResponse::NotFound(problem_body(
-                Problem::new(problem::NOT_FOUND, "no order has this id"),
-            )),
+            Err(ReadOrderError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(ReadOrderError::Unavailable(err)) => return Err(unavailable(err)),
             Err(ReadOrderError::Internal(err)) => return Err(Unexpected::internal(err)),
         })
@@ -221,6 +268,12 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
             Ok(query) => query,
             Err(problem) => return Ok(ListUserOrdersResponse::BadRequest(problem_body(problem))),
         };
+        if held_to_own_orders().is_some_and(|caller| caller.subject() != user_id) {
+            return Ok(ListUserOrdersResponse::Forbidden(
+                another_user("listing the orders"),
+                None,
+            ));
+        }
         Ok(match self.orders.orders(&query).await {
             Ok(page) => ListUserOrdersResponse::Ok(Json(page.into())),
             Err(ListOrdersError::InvalidCursor) => {
