@@ -7,16 +7,19 @@
 //! - consumer: the SDK against a live Order Processor, over every operation and every
 //!   documented error status it can provoke;
 //! - provider: schemathesis generates requests from each committed spec and runs all its
-//!   checks against the running services (`xtask/schemathesis.toml` says where an expected
-//!   status is widened, and why);
+//!   checks against the running services, which check bearer tokens: it sends a token with
+//!   every scope of the service where the spec declares one, and `ignored_auth` checks that
+//!   each such operation refuses a request without it (`xtask/schemathesis.toml` says where
+//!   an expected status is widened, and why);
 //! - breaking changes against the last release.
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, path::Path, process::Command, time::Duration};
 
 use crate::{
     breaking, python,
     services::{Service, free_port, target_dir, wait_until_up},
     step,
+    tokens::{self, Issuer},
 };
 
 const SPEC: &str = "openapi/order-processor.yaml";
@@ -26,6 +29,30 @@ const SDK_SPEC: &str = "sdk/openapi/order-processor.yaml";
 /// that a failure reproduces.
 const MAX_EXAMPLES: &str = "100";
 const SEED: &str = "20261124";
+
+/// A service's audience and every scope it knows, which the token schemathesis sends holds:
+/// no request the spec allows is refused for want of a right.
+struct Access {
+    audience: &'static str,
+    scope: &'static str,
+}
+
+/// `orders:any-user` too: schemathesis makes up the users of the orders it places and reads.
+const ORDER_PROCESSOR: Access = Access {
+    audience: "order-processor",
+    scope: "orders:write orders:read orders:any-user",
+};
+const STORAGE_SERVICE: Access = Access {
+    audience: "storage-service",
+    scope: "storage:orders storage:catalogue",
+};
+/// The Order Processor's own token to the Storage Service: what it needs, as deployed.
+const STORAGE_SCOPE_OF_THE_ORDER_PROCESSOR: &str = "storage:orders";
+/// Longer than the provider checks take (a few minutes); short, so that a token left in the
+/// run's directory soon opens nothing, even under the run's secret.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// The variable `xtask/schemathesis.toml` reads the token of the service under test from.
+const TOKEN_VARIABLE: &str = "CONTRACT_BEARER_TOKEN";
 
 pub fn run(root: &Path, check: bool) -> Result<(), String> {
     sdk_spec(root, check)?;
@@ -85,6 +112,22 @@ fn provider(root: &Path) -> Result<(), String> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|err| format!("cannot create {}: {err}", work.display()))?;
 
+    // Both services check tokens, with one secret and each its own audience.
+    let issuer = Issuer::new()?;
+    let secret = work.join("auth-hs256-secret");
+    issuer.write_secret(&secret)?;
+    let secret = secret.display().to_string();
+    let storage_token = work.join("storage-service-token");
+    tokens::write(
+        &storage_token,
+        &issuer.token(
+            STORAGE_SERVICE.audience,
+            ORDER_PROCESSOR.audience,
+            STORAGE_SCOPE_OF_THE_ORDER_PROCESSOR,
+            TOKEN_LIFETIME,
+        )?,
+    )?;
+
     let storage_port = free_port()?;
     let storage_url = format!("http://127.0.0.1:{storage_port}");
     let _storage = Service::start(
@@ -93,6 +136,7 @@ fn provider(root: &Path) -> Result<(), String> {
         &[
             ("SERVER_PORT", &storage_port.to_string()),
             ("DATA_DIR", &work.join("storage").display().to_string()),
+            ("AUTH_HS256_SECRET_FILE", &secret),
         ],
         &work,
     )?;
@@ -105,25 +149,57 @@ fn provider(root: &Path) -> Result<(), String> {
         &[
             ("SERVER_PORT", &processor_port.to_string()),
             ("STORAGE_SERVICE_URL", &storage_url),
+            ("AUTH_HS256_SECRET_FILE", &secret),
+            (
+                "STORAGE_SERVICE_TOKEN_FILE",
+                &storage_token.display().to_string(),
+            ),
         ],
         &work,
     )?;
     wait_until_up(processor_port, "/health/ready")?;
 
-    schemathesis(root, &tools, "openapi/storage-service.yaml", &storage_url)?;
+    schemathesis(
+        root,
+        &tools,
+        "openapi/storage-service.yaml",
+        &storage_url,
+        &issuer.token(
+            STORAGE_SERVICE.audience,
+            "contract",
+            STORAGE_SERVICE.scope,
+            TOKEN_LIFETIME,
+        )?,
+    )?;
     schemathesis(
         root,
         &tools,
         "openapi/order-processor.yaml",
         &format!("http://127.0.0.1:{processor_port}"),
+        &issuer.token(
+            ORDER_PROCESSOR.audience,
+            "contract",
+            ORDER_PROCESSOR.scope,
+            TOKEN_LIFETIME,
+        )?,
     )
 }
 
-fn schemathesis(root: &Path, tools: &Path, spec: &str, url: &str) -> Result<(), String> {
+/// Runs schemathesis on `spec` against `url`, with `token` for the operations that need one.
+fn schemathesis(
+    root: &Path,
+    tools: &Path,
+    spec: &str,
+    url: &str,
+    token: &str,
+) -> Result<(), String> {
     step::run(
         &format!("provider: schemathesis, all checks, {spec} against {url}"),
         Command::new(tools.join("schemathesis"))
             .current_dir(root)
+            // In the environment rather than on the command line, where any process could
+            // read it; schemathesis masks it in what it prints.
+            .env(TOKEN_VARIABLE, token)
             .args([
                 "--config-file",
                 "xtask/schemathesis.toml",

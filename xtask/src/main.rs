@@ -14,6 +14,7 @@ mod soak;
 mod specs;
 mod step;
 mod swagger_ui;
+mod tokens;
 
 use std::{env, path::PathBuf, process::ExitCode};
 
