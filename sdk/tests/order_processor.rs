@@ -1,24 +1,33 @@
 //! The `OrderProcessor` layer against a live Order Processor: the refusals it names, the
-//! retry helper's deadline and `Retry-After`, and the headers every request carries. The
-//! README's doctests cover the paths that succeed. The answers of a service that checks
-//! tokens (`401`, `403`) and limits orders per user (`429`) come from a loopback server that
-//! gives the answer the contract documents.
+//! retry helper's deadline and `Retry-After`, the headers every request carries, its bearer
+//! token against a service that checks tokens, and the per-user limit of one that limits
+//! orders. The README's doctests cover the paths that succeed.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
 use order_processor::{
-    startup::Application,
-    storage::http::{HttpStorage, HttpStorageConfig},
+    access::Verifier,
+    config::DEFAULT_AUDIENCE,
+    http::server::Running,
+    startup::{Application, Options},
+    storage::{
+        http::{HttpStorage, HttpStorageConfig},
+        sqlite::SqliteStore,
+    },
 };
 use order_processor_client::{
     IdempotencyKey, OrderError, OrderProcessor, Purchase,
     reqwest::header::{HeaderName, HeaderValue},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncReadExt,
     net::{TcpListener, TcpStream},
 };
 
@@ -171,9 +180,8 @@ async fn every_request_carries_the_callers_headers_and_no_undocumented_one() {
 /// A JWT's shape: three base64url parts.
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib29rcyJ9.c2lnbmF0dXJl";
 
-/// The head of one request, read from `socket` up to its blank line, with its body read
-/// too (by `Content-Length`) so that an answer is not cut by unread bytes.
-async fn read_request(socket: &mut TcpStream) -> String {
+/// The head of one request, read from `socket` up to its blank line.
+async fn read_head(socket: &mut TcpStream) -> String {
     let mut received = Vec::new();
     let mut chunk = [0; 4096];
     let head_end = loop {
@@ -184,44 +192,7 @@ async fn read_request(socket: &mut TcpStream) -> String {
             break end + 4;
         }
     };
-    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .map_or(0, |value| value.trim().parse().unwrap());
-    while received.len() < head_end + length {
-        let read = socket.read(&mut chunk).await.unwrap();
-        assert!(read > 0, "the connection closed before the body ended");
-        received.extend_from_slice(&chunk[..read]);
-    }
-    head
-}
-
-/// A server on a loopback port that answers every request with `status`, the extra
-/// `headers` and a Problem of `type_` and `title`; its URL.
-async fn answering(status: u16, headers: &'static str, type_: &str, title: &str) -> String {
-    let listener = TcpListener::bind(LOOPBACK).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let body = serde_json::json!({
-        "type": type_,
-        "title": title,
-        "status": status,
-        "detail": format!("{title} (answered by the test server)"),
-    })
-    .to_string();
-    let answer = format!(
-        "HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n{headers}\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            read_request(&mut socket).await;
-            socket.write_all(answer.as_bytes()).await.unwrap();
-        }
-    });
-    url
+    String::from_utf8_lossy(&received[..head_end]).to_lowercase()
 }
 
 #[tokio::test]
@@ -242,7 +213,7 @@ async fn a_bearer_token_goes_with_every_request_beside_the_callers_headers() {
     let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
     let request = tokio::spawn(async move { orders.place(&purchase, None).await });
     let (mut socket, _) = listener.accept().await.unwrap();
-    let head = read_request(&mut socket).await;
+    let head = read_head(&mut socket).await;
     drop(socket);
     let _ = request.await;
 
@@ -272,81 +243,188 @@ async fn a_token_that_is_not_a_bearer_token_is_refused_without_being_shown() {
 }
 
 #[tokio::test]
-async fn a_refused_token_a_missing_scope_and_the_per_user_limit_are_named_refusals() {
-    let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
-    let place = |url: String| {
-        let purchase = purchase.clone();
-        async move {
-            let orders = OrderProcessor::new(&url).unwrap();
-            orders.place(&purchase, None).await.unwrap_err()
-        }
+async fn the_per_user_limit_is_a_named_refusal_to_retry_after_its_delay() {
+    let options = Options {
+        orders_per_user_per_minute: NonZeroU32::new(1),
+        ..Options::default()
     };
+    let service = Application::build_with(demo_store().await, LOOPBACK, options)
+        .await
+        .unwrap()
+        .spawn();
+    let orders = OrderProcessor::new(&service.url()).unwrap();
+    let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
+    orders.place(&purchase, None).await.unwrap();
 
-    let unauthorized = place(
-        answering(
-            401,
-            "www-authenticate: Bearer realm=\"order-processor\"\r\n",
-            "/problems/unauthorized",
-            "A valid bearer token is needed",
-        )
-        .await,
-    )
-    .await;
-    assert!(
-        matches!(unauthorized, OrderError::Unauthorized { .. }),
-        "{unauthorized:?}"
-    );
-    assert!(!unauthorized.is_transient());
-    assert!(
-        unauthorized
-            .to_string()
-            .starts_with("a valid bearer token is needed: "),
-        "{unauthorized}"
-    );
-
-    let forbidden = place(
-        answering(
-            403,
-            "",
-            "/problems/forbidden",
-            "The token does not allow this",
-        )
-        .await,
-    )
-    .await;
-    assert!(
-        matches!(forbidden, OrderError::Forbidden { .. }),
-        "{forbidden:?}"
-    );
-    assert!(!forbidden.is_transient());
-    assert!(
-        forbidden
-            .to_string()
-            .starts_with("the token does not allow this: "),
-        "{forbidden}"
-    );
-
-    let limited = place(
-        answering(
-            429,
-            "retry-after: 7\r\n",
-            "/problems/rate-limited",
-            "Too many orders for this user",
-        )
-        .await,
-    )
-    .await;
+    let limited = orders.place(&purchase, None).await.unwrap_err();
     assert!(
         matches!(limited, OrderError::RateLimited { .. }),
         "{limited:?}"
     );
-    // Nothing was recorded: the same purchase with its key may be placed after the delay.
+    // Nothing was recorded: the same purchase with its key may be placed after the delay,
+    // which is at most the minute the limit counts.
     assert!(limited.is_transient());
-    assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+    let wait = limited.retry_after().expect("a Retry-After");
+    assert!(
+        (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&wait),
+        "{wait:?}"
+    );
     assert!(
         limited
             .to_string()
             .starts_with("too many orders for this user: "),
         "{limited}"
     );
+    // Another user has a limit of their own.
+    orders
+        .place(&Purchase::new("book-1", 1, "user-2").unwrap(), None)
+        .await
+        .unwrap();
+}
+
+/// A fresh in-memory store holding the demo catalogue (`book-1` to `book-5`).
+async fn demo_store() -> SqliteStore {
+    let storage = SqliteStore::open(Path::new(":memory:")).unwrap();
+    storage.seed_demo_catalogue().await.unwrap();
+    storage
+}
+
+/// The shared secret of the Order Processor that checks tokens.
+const SECRET: &str = "a-shared-secret-for-the-sdk-tests-0123456789";
+
+/// A file holding [`SECRET`], as `AUTH_HS256_SECRET_FILE` names it; removed when dropped.
+struct SecretFile(PathBuf);
+
+impl SecretFile {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("sdk-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, SECRET).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The Order Processor over the demo catalogue, checking bearer tokens signed with
+/// [`SECRET`] for its default audience, until the handle is dropped.
+async fn checking_tokens() -> (Running, SecretFile) {
+    let secret = SecretFile::new();
+    let path = secret.0.display().to_string();
+    let access = Verifier::from_lookup(
+        |name| (name == "AUTH_HS256_SECRET_FILE").then(|| path.clone()),
+        DEFAULT_AUDIENCE,
+    )
+    .unwrap()
+    .expect("a secret file: access is on");
+    let service = Application::build(demo_store().await, LOOPBACK)
+        .await
+        .unwrap()
+        .with_access(Some(Arc::new(access)))
+        .spawn();
+    (service, secret)
+}
+
+/// A token of `sub` for `aud` with the space-separated `scope`, signed with [`SECRET`],
+/// valid for five minutes.
+fn token(sub: &str, aud: &str, scope: &str) -> String {
+    let claims = serde_json::json!({
+        "sub": sub,
+        "aud": aud,
+        "scope": scope,
+        "exp": get_current_timestamp() + 300,
+    });
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_service_that_checks_tokens_serves_a_valid_one_and_names_each_refusal() {
+    let (service, _secret) = checking_tokens().await;
+    let anonymous = OrderProcessor::new(&service.url()).unwrap();
+    let purchase = Purchase::new("book-1", 1, "user-1").unwrap();
+
+    let user = token("user-1", DEFAULT_AUDIENCE, "orders:write orders:read");
+    let orders = anonymous.with_bearer_token(&user).unwrap();
+    let order = orders.place(&purchase, None).await.unwrap();
+    assert_eq!(orders.order(order.id).await.unwrap().id, order.id);
+
+    // A token for the Storage Service, signed with the same secret, is for another audience.
+    let storage = token("user-1", "storage-service", "orders:write");
+    for (client, sent) in [
+        (anonymous.clone(), None),
+        (
+            anonymous.with_bearer_token(&storage).unwrap(),
+            Some(&storage),
+        ),
+    ] {
+        let err = client.place(&purchase, None).await.unwrap_err();
+        assert!(
+            matches!(err, OrderError::Unauthorized { .. }),
+            "{sent:?}: {err:?}"
+        );
+        assert!(!err.is_transient());
+        assert!(
+            err.to_string()
+                .starts_with("a valid bearer token is needed: "),
+            "{err}"
+        );
+        if let Some(sent) = sent {
+            assert!(!format!("{err} {err:?}").contains(sent.as_str()), "{err:?}");
+        }
+    }
+
+    // Reading does not allow placing.
+    let reader = token("user-1", DEFAULT_AUDIENCE, "orders:read");
+    let err = anonymous
+        .with_bearer_token(&reader)
+        .unwrap()
+        .place(&purchase, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OrderError::Forbidden { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .starts_with("the token does not allow this: "),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn only_a_token_with_orders_any_user_acts_for_another_user() {
+    let (service, _secret) = checking_tokens().await;
+    let anonymous = OrderProcessor::new(&service.url()).unwrap();
+    let user = anonymous
+        .with_bearer_token(&token(
+            "user-1",
+            DEFAULT_AUDIENCE,
+            "orders:write orders:read",
+        ))
+        .unwrap();
+    let for_user_2 = Purchase::new("book-1", 1, "user-2").unwrap();
+
+    let err = user.place(&for_user_2, None).await.unwrap_err();
+    assert!(matches!(err, OrderError::Forbidden { .. }), "{err:?}");
+
+    // The Books Service places for its buyers.
+    let books_service = anonymous
+        .with_bearer_token(&token(
+            "books-service",
+            DEFAULT_AUDIENCE,
+            "orders:write orders:read orders:any-user",
+        ))
+        .unwrap();
+    let order = books_service.place(&for_user_2, None).await.unwrap();
+    assert_eq!(order.user_id.as_str(), "user-2");
+    // Another user's order reads as one that does not exist.
+    let err = user.order(order.id).await.unwrap_err();
+    assert!(matches!(err, OrderError::NotFound), "{err:?}");
 }
