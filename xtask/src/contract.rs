@@ -46,10 +46,17 @@ const STORAGE_SERVICE: Access = Access {
     audience: "storage-service",
     scope: "storage:orders storage:catalogue",
 };
+
+impl Access {
+    /// The token schemathesis sends to this service.
+    fn token(&self, issuer: &Issuer) -> Result<String, String> {
+        issuer.token(self.audience, "contract", self.scope, TOKEN_LIFETIME)
+    }
+}
 /// The Order Processor's own token to the Storage Service: what it needs, as deployed.
 const STORAGE_SCOPE_OF_THE_ORDER_PROCESSOR: &str = "storage:orders";
-/// Longer than the provider checks take (a few minutes); short, so that a token left in the
-/// run's directory soon opens nothing, even under the run's secret.
+/// Longer than the provider checks take (about a minute, a few on a busy machine), and short,
+/// so that a token copied from the run's directory soon opens nothing.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// The variable `xtask/schemathesis.toml` reads the token of the service under test from.
 const TOKEN_VARIABLE: &str = "CONTRACT_BEARER_TOKEN";
@@ -164,24 +171,14 @@ fn provider(root: &Path) -> Result<(), String> {
         &tools,
         "openapi/storage-service.yaml",
         &storage_url,
-        &issuer.token(
-            STORAGE_SERVICE.audience,
-            "contract",
-            STORAGE_SERVICE.scope,
-            TOKEN_LIFETIME,
-        )?,
+        &STORAGE_SERVICE.token(&issuer)?,
     )?;
     schemathesis(
         root,
         &tools,
         "openapi/order-processor.yaml",
         &format!("http://127.0.0.1:{processor_port}"),
-        &issuer.token(
-            ORDER_PROCESSOR.audience,
-            "contract",
-            ORDER_PROCESSOR.scope,
-            TOKEN_LIFETIME,
-        )?,
+        &ORDER_PROCESSOR.token(&issuer)?,
     )
 }
 

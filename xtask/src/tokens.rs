@@ -67,3 +67,47 @@ impl Issuer {
 pub fn write(path: &Path, value: &str) -> Result<(), String> {
     fs::write(path, value).map_err(|err| format!("cannot write {}: {err}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn a_token_verifies_with_the_secret_file_for_its_audience_and_expires_after_its_lifetime() {
+        let issuer = Issuer::new().unwrap();
+        let path = std::env::temp_dir().join(format!("xtask-secret-{}", std::process::id()));
+        issuer.write_secret(&path).unwrap();
+        let secret = fs::read(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert_eq!(secret.len(), 2 * SECRET_BYTES);
+        assert!(!format!("{issuer:?}").contains(&issuer.secret));
+
+        let token = issuer
+            .token(
+                "storage-service",
+                "order-processor",
+                "storage:orders",
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&["storage-service"]);
+        let claims = decode::<Value>(&token, &DecodingKey::from_secret(&secret), &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["sub"], "order-processor");
+        assert_eq!(claims["scope"], "storage:orders");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            600
+        );
+
+        validation.set_audience(&["order-processor"]);
+        assert!(decode::<Value>(&token, &DecodingKey::from_secret(&secret), &validation).is_err());
+        let other = Issuer::new().unwrap();
+        assert_ne!(other.secret, issuer.secret, "each run has its own secret");
+    }
+}
