@@ -158,6 +158,9 @@ pub struct Verifier {
     issuer: Option<String>,
     jwks: Option<WatchedFile<KeySet>>,
     secret: Option<WatchedFile<Secret>>,
+    /// The claim checks for each accepted algorithm, built once: a `Validation` holds sets of
+    /// strings, which building for every request would allocate.
+    validations: [(Algorithm, Validation); 3],
     refresh_period: Duration,
 }
 
@@ -184,11 +187,18 @@ impl Verifier {
         if jwks.is_none() && secret.is_none() {
             return Ok(None);
         }
+        let validations = [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256].map(|algorithm| {
+            (
+                algorithm,
+                validation(algorithm, &audience, issuer.as_deref()),
+            )
+        });
         Ok(Some(Self {
             audience,
             issuer,
             jwks,
             secret,
+            validations,
             refresh_period: watched::REFRESH_PERIOD,
         }))
     }
@@ -245,8 +255,13 @@ impl Verifier {
     /// The caller that `token` names, when its signature, lifetime, audience and issuer hold.
     pub fn verify(&self, token: &str) -> Result<Principal, Refused> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Malformed)?;
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(algorithm, _)| *algorithm == header.alg)
+            .ok_or(Refused::Algorithm)?;
         let decode = |key: &DecodingKey| {
-            jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))
+            jsonwebtoken::decode::<Claims>(token, key, validation)
                 .map(|data| data.claims)
                 .map_err(|err| refused_by(err.kind()))
         };
@@ -272,20 +287,22 @@ impl Verifier {
             scopes.split_ascii_whitespace().map(str::to_owned),
         ))
     }
+}
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
-        validation.set_audience(&[&self.audience]);
-        let mut required = vec!["exp", "sub", "aud"];
-        if let Some(issuer) = &self.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
-        validation
+/// The checks of a token's claims signed with `algorithm`: lifetime, audience, and issuer when
+/// one is set.
+fn validation(algorithm: Algorithm, audience: &str, issuer: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = LEEWAY_SECONDS;
+    validation.validate_nbf = true;
+    validation.set_audience(&[audience]);
+    let mut required = vec!["exp", "sub", "aud"];
+    if let Some(issuer) = issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
     }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 impl fmt::Debug for Verifier {
