@@ -762,9 +762,13 @@ async fn the_storage_service_asks_for_its_own_audience_and_scopes() {
     }
 }
 
-#[tokio::test]
-async fn the_order_processor_sends_its_token_to_a_protected_storage_service() {
-    let dir = TempDir::new();
+/// An order placed through an Order Processor that sends `token_file_text` as its storage
+/// token, to a Storage Service that checks tokens signed with `STORAGE_SECRET`; with the
+/// Order Processor, whose log the caller may read, and the Storage Service kept running.
+async fn order_through_a_protected_storage_service(
+    dir: &TempDir,
+    token_file_text: &str,
+) -> (reqwest::Response, ChildService, ChildService) {
     let storage = start(
         STORAGE_SERVICE,
         dir.path(),
@@ -774,10 +778,7 @@ async fn the_order_processor_sends_its_token_to_a_protected_storage_service() {
     let order_processor = start(
         ORDER_PROCESSOR,
         dir.path(),
-        &[(
-            "STORAGE_SERVICE_TOKEN_FILE",
-            &format!("{}\n", storage_token(STORAGE_SECRET)),
-        )],
+        &[("STORAGE_SERVICE_TOKEN_FILE", token_file_text)],
         &[("STORAGE_SERVICE_URL", storage.url())],
     );
     let response = reqwest::Client::new()
@@ -786,30 +787,23 @@ async fn the_order_processor_sends_its_token_to_a_protected_storage_service() {
         .send()
         .await
         .unwrap();
+    (response, order_processor, storage)
+}
+
+#[tokio::test]
+async fn the_order_processor_sends_its_token_to_a_protected_storage_service() {
+    let dir = TempDir::new();
+    let token_file_text = format!("{}\n", storage_token(STORAGE_SECRET));
+    let (response, _order_processor, _storage) =
+        order_through_a_protected_storage_service(&dir, &token_file_text).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
 }
 
 #[tokio::test]
 async fn a_storage_token_the_storage_service_refuses_is_a_503_and_an_error_in_the_log() {
     let dir = TempDir::new();
-    let storage = start(
-        STORAGE_SERVICE,
-        dir.path(),
-        &[("AUTH_HS256_SECRET_FILE", STORAGE_SECRET)],
-        &[],
-    );
-    let order_processor = start(
-        ORDER_PROCESSOR,
-        dir.path(),
-        &[("STORAGE_SERVICE_TOKEN_FILE", &storage_token(OTHER_SECRET))],
-        &[("STORAGE_SERVICE_URL", storage.url())],
-    );
-    let response = reqwest::Client::new()
-        .post(format!("{}/orders", order_processor.url()))
-        .json(&json!({"bookId": "book-1", "quantity": 1, "userId": "user-1"}))
-        .send()
-        .await
-        .unwrap();
+    let (response, order_processor, _storage) =
+        order_through_a_protected_storage_service(&dir, &storage_token(OTHER_SECRET)).await;
     assert!(response.headers().get("retry-after").is_some());
     let body = problem(response, 503).await;
     assert_eq!(body["type"], "/problems/storage-unavailable", "{body}");
