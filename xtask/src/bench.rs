@@ -2,9 +2,12 @@
 //! them as separate processes on loopback, drives them with wrk (Debian's package, installed
 //! when missing) and reads each process's own CPU time and peak memory from `/proc`.
 //!
-//! Three groups of runs, each at every concurrency:
+//! Groups of runs, each at every concurrency:
 //! - the Order Processor through the reference Storage Service: `POST /orders` over many
 //!   books, `POST /orders` on one book, `GET /orders/{id}`, `GET /orders/user/{userId}`;
+//! - the same `POST /orders` over many books through a Storage Service on PostgreSQL;
+//! - reference point: `GET /orders/{id}` through a bare forwarder on the same stack
+//!   (`xtask/bench/forwarder.rs`), the least a service making that storage call can spend;
 //! - reference point: the Storage Service alone, driven with the three calls of one order;
 //! - reference point: the Order Processor on its embedded store, `POST /orders`.
 //!
@@ -128,9 +131,9 @@ pub fn smoke(root: &Path) -> Result<(), String> {
         let text = fs::read_to_string(&path)
             .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
         let report: Value = serde_json::from_str(&text).map_err(|err| err.to_string())?;
-        // Four scenarios through the Storage Service, one on PostgreSQL, and the two
+        // Four scenarios through the Storage Service, one on PostgreSQL, and the three
         // references, each at the smoke's one concurrency.
-        check_report(&report, 7)
+        check_report(&report, 8)
     })
 }
 
@@ -184,6 +187,8 @@ struct Variant {
     bin: PathBuf,
     /// Whether its Storage Service can keep its data in PostgreSQL.
     postgres: bool,
+    /// The bare forwarder of the floor reference, built with this tree only.
+    forwarder: Option<PathBuf>,
 }
 
 impl Variant {
@@ -193,7 +198,14 @@ impl Variant {
 }
 
 fn current(root: &Path, plan: &Plan) -> Result<Variant, String> {
-    let mut args = vec!["build", "-p", "order-processor", "--bins"];
+    let mut args = vec![
+        "build",
+        "-p",
+        "order-processor",
+        "--bins",
+        "--example",
+        "bench-forwarder",
+    ];
     if plan.release {
         args.push("--release");
     }
@@ -204,6 +216,11 @@ fn current(root: &Path, plan: &Plan) -> Result<Variant, String> {
         commit: git(root, &["rev-parse", "--short", "HEAD"])?,
         bin: target_dir(root).join(profile),
         postgres: true,
+        forwarder: Some(
+            target_dir(root)
+                .join(profile)
+                .join("examples/bench-forwarder"),
+        ),
     })
 }
 
@@ -243,6 +260,7 @@ fn baseline(root: &Path, rev: &str) -> Result<Variant, String> {
         commit: commit[..7].to_owned(),
         bin: dir.join("target/release"),
         postgres: false,
+        forwarder: None,
     })
 }
 
@@ -289,7 +307,12 @@ fn measure(plan: &Plan, out: &Path, variants: &[Variant]) -> Result<Value, Strin
     )?;
     for group in GROUPS {
         for variant in variants {
-            if matches!(group, Group::ThroughPostgres) && !variant.postgres {
+            let runs = match group {
+                Group::ThroughPostgres => variant.postgres,
+                Group::Floor => variant.forwarder.is_some(),
+                _ => true,
+            };
+            if !runs {
                 continue;
             }
             step::timed(&format!("{} ({})", group.title(), variant.name), || {
@@ -329,9 +352,10 @@ fn measure(plan: &Plan, out: &Path, variants: &[Variant]) -> Result<Value, Strin
 }
 
 /// Every group, in the order they run and are reported.
-const GROUPS: [Group; 4] = [
+const GROUPS: [Group; 5] = [
     Group::ThroughStorage,
     Group::ThroughPostgres,
+    Group::Floor,
     Group::StorageAlone,
     Group::Embedded,
 ];
@@ -341,6 +365,8 @@ enum Group {
     ThroughStorage,
     /// The same, with the Storage Service on PostgreSQL.
     ThroughPostgres,
+    /// `GET /orders/{id}` through the bare forwarder in place of the Order Processor.
+    Floor,
     StorageAlone,
     Embedded,
 }
@@ -350,6 +376,9 @@ impl Group {
         match self {
             Group::ThroughStorage => "Order Processor through the Storage Service",
             Group::ThroughPostgres => "Order Processor through the Storage Service on PostgreSQL",
+            Group::Floor => {
+                "reference: a bare hyper and reqwest forwarder in place of the Order Processor"
+            }
             Group::StorageAlone => "reference: the Storage Service alone, three calls an order",
             Group::Embedded => "reference: the Order Processor on its embedded store",
         }
@@ -370,6 +399,10 @@ const PLACE_ORDERS: &str = include_str!("../bench/place_orders.lua");
 const GET_PATHS: &str = include_str!("../bench/get_paths.lua");
 const STORAGE_ORDERS: &str = include_str!("../bench/storage_orders.lua");
 const REPORT: &str = include_str!("../bench/report.lua");
+
+/// What the report calls the bare forwarder. Its figures take the Order Processor's columns
+/// of the tables, in its own group.
+const FORWARDER: &str = "forwarder";
 
 /// A started service and what the report calls it.
 struct Process {
@@ -400,12 +433,7 @@ impl Bench<'_> {
                 let scenarios = [
                     place_orders(BOOKS),
                     place_orders(1),
-                    Scenario {
-                        name: "GET /orders/{id}",
-                        script: GET_PATHS,
-                        args: vec![order_paths],
-                        requests_per_operation: 1.0,
-                    },
+                    read_orders(order_paths),
                     Scenario {
                         name: "GET /orders/user/{userId}",
                         script: GET_PATHS,
@@ -431,6 +459,29 @@ impl Bench<'_> {
                     &place_orders(BOOKS),
                     &orders,
                     &[&orders, &storage],
+                )?;
+            }
+            Group::Floor => {
+                let Some(forwarder) = &variant.forwarder else {
+                    return Ok(());
+                };
+                let storage = start_storage(variant, &dir)?.0;
+                add_books(storage.port)?;
+                let url = format!("http://127.0.0.1:{}", storage.port);
+                // The orders to read are placed through the Order Processor, which then
+                // stops: only the forwarder and the Storage Service run while measured.
+                let order_paths = {
+                    let orders = start_order_processor(variant, &dir, Some(&url))?.0;
+                    self.reader_orders(orders.port)?
+                };
+                let env = [("STORAGE_SERVICE_URL", url.as_str())];
+                let forwarder = start(FORWARDER, forwarder, &dir, &env, "/health/ready")?.0;
+                self.scenario(
+                    group,
+                    variant,
+                    &read_orders(order_paths),
+                    &forwarder,
+                    &[&forwarder, &storage],
                 )?;
             }
             Group::StorageAlone => {
@@ -643,6 +694,16 @@ impl Bench<'_> {
             })
         })
         .collect())
+    }
+}
+
+/// `GET /orders/{id}` round the orders whose paths are in the file `paths`.
+fn read_orders(paths: String) -> Scenario {
+    Scenario {
+        name: "GET /orders/{id}",
+        script: GET_PATHS,
+        args: vec![paths],
+        requests_per_operation: 1.0,
     }
 }
 
@@ -984,6 +1045,19 @@ fn cpu(report: &Value, variant: &str, scenario: &str, concurrency: u64, name: &s
         .and_then(|run| process(run, name)?["cpu_us_per_operation"].as_f64())
 }
 
+/// The bare forwarder's CPU per `GET /orders/{id}` at concurrency 64.
+fn floor_cpu(report: &Value, variant: &str) -> Option<f64> {
+    report["runs"]
+        .as_array()?
+        .iter()
+        .find(|run| {
+            run["variant"] == variant
+                && run["group"] == Group::Floor.title()
+                && run["concurrency"] == 64
+        })
+        .and_then(|run| process(run, FORWARDER)?["cpu_us_per_operation"].as_f64())
+}
+
 fn peak_rss(report: &Value, variant: &str, name: &str) -> Option<f64> {
     through_storage(report, variant)
         .filter(|run| run["concurrency"] == 256)
@@ -1048,6 +1122,16 @@ fn markdown(report: &Value) -> String {
             cells.join(" | ")
         );
     }
+    for variant in &variants {
+        if let Some(floor) = floor_cpu(report, variant) {
+            let _ = writeln!(
+                md,
+                "\nThe floor of the GET target ({variant}): the bare forwarder spends {floor} µs \
+                 of its own CPU per `GET /orders/{{id}}` at c = 64, with no routing, validation, \
+                 JSON, log line, metrics or limits."
+            );
+        }
+    }
     for group in GROUPS {
         let _ = writeln!(md, "\n**{}**\n", group.title());
         let _ = writeln!(
@@ -1070,6 +1154,11 @@ fn markdown(report: &Value) -> String {
             )
         });
         for run in runs {
+            let front = if process(run, FORWARDER).is_some() {
+                FORWARDER
+            } else {
+                "order-processor"
+            };
             let figures = |name: &str| match process(run, name) {
                 Some(process) => format!(
                     "{} | {}",
@@ -1089,7 +1178,7 @@ fn markdown(report: &Value) -> String {
                 number(&run["p99_ms"]),
                 number(&run["p999_ms"]),
                 number(&run["errors"]),
-                figures("order-processor"),
+                figures(front),
                 figures("storage-service"),
             );
         }
@@ -1098,7 +1187,8 @@ fn markdown(report: &Value) -> String {
         md,
         "\nCPU is each process's own user and system time (`/proc/PID/stat`) per operation: \
          per order for `POST /orders` and for the Storage Service alone (three requests), per \
-         request for the GETs. Peak is `VmHWM`, reset before each run. Per s counts operations."
+         request for the GETs. Peak is `VmHWM`, reset before each run. Per s counts operations. \
+         In the bare forwarder's group, the OP columns are the forwarder's."
     );
     md
 }
