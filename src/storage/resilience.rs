@@ -11,6 +11,10 @@
 use std::{sync::Mutex, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
+use futures::{
+    FutureExt,
+    future::{self, Either},
+};
 use tokio::time::Instant;
 
 use crate::{deadline, domain::storage::StorageError, metrics, telemetry::ErrorChain};
@@ -79,25 +83,28 @@ where
             left.min(policy.attempt_timeout)
         });
         // Sent here, not inside the future, so that `send` is only borrowed for the call.
-        let answer = (admitted && !timeout.is_zero()).then(&mut send);
-        async move {
-            let Some(answer) = answer else {
-                let why = if admitted {
-                    Withheld::DeadlinePassed
-                } else {
-                    metrics::storage_breaker_rejected(operation);
-                    Withheld::CircuitOpen(breaker.threshold)
-                };
-                return Err(Failure::from(StorageError::Unavailable(why.into())));
+        // Combinators rather than an `async` block, which would hold the call's future twice:
+        // as what it captured and as what it awaits.
+        let Some(answer) = (admitted && !timeout.is_zero()).then(&mut send) else {
+            let why = if admitted {
+                Withheld::DeadlinePassed
+            } else {
+                metrics::storage_breaker_rejected(operation);
+                Withheld::CircuitOpen(breaker.threshold)
             };
-            let result = match tokio::time::timeout(timeout, answer).await {
+            return Either::Left(future::ready(Err(Failure::from(
+                StorageError::Unavailable(why.into()),
+            ))));
+        };
+        Either::Right(tokio::time::timeout(timeout, answer).map(move |answered| {
+            let result = match answered {
                 Ok(result) => result,
                 Err(_) => Err(StorageError::Unavailable(Withheld::TimedOut(timeout).into()).into()),
             };
             // Any answer but a transient failure shows the storage at work, a refusal too.
             breaker.record(!matches!(&result, Err(failure) if failure.error.is_retryable()));
             result
-        }
+        }))
     };
     attempt
         .retry(backoff)
