@@ -8,6 +8,7 @@ pub mod domain;
 pub mod generated;
 pub mod http;
 pub mod metrics;
+pub mod periodic;
 pub mod recovery;
 pub mod startup;
 pub mod storage;

@@ -12,7 +12,7 @@ use std::{
 
 use subtle::ConstantTimeEq;
 
-use crate::config::ConfigError;
+use crate::{config::ConfigError, periodic};
 
 /// How often a watched file is read again: a rotated Secret reaches the pod's volume within
 /// about a minute, and a read every half minute costs nothing.
@@ -146,18 +146,13 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|err| format!("cannot read the file: {err}"))
 }
 
-/// Refreshes `file` every `period` until it is dropped.
+/// Refreshes `file` every `period` until it is dropped. The first refresh is a period after
+/// the start, which has just read the file.
 pub async fn watch<T>(file: Weak<WatchedFile<T>>, period: Duration) {
-    let mut ticks = tokio::time::interval(period);
-    // The first tick is at once, and the file was read just now.
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let Some(file) = file.upgrade() else {
-            return;
-        };
+    periodic::while_alive(file, period, |file| {
         file.refresh();
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use governor::{
     state::keyed::HashMapStateStore,
 };
 
-use crate::domain::model::UserId;
+use crate::{domain::model::UserId, periodic};
 
 /// How often the users whose quota is full again are forgotten. governor drops a user's state
 /// one replenish interval (60 s / N) after their quota is full again, which is at most a
@@ -87,19 +87,8 @@ impl<C: Clock> UserLimit<C> {
 /// Forgets idle users every `period` for as long as the service that owns `limit` lives.
 /// Without it the limiter would keep a state for every user id it was ever sent, and a client
 /// that sends orders under ever new user ids would grow the replica's memory without bound.
-/// It holds the limit weakly, so the task ends on its first round after the service is
-/// dropped.
 pub async fn upkeep<C: Clock>(limit: Weak<UserLimit<C>>, period: Duration) {
-    let mut rounds = tokio::time::interval(period);
-    // The first tick completes at once, when there is nothing to forget yet.
-    rounds.tick().await;
-    loop {
-        rounds.tick().await;
-        let Some(limit) = limit.upgrade() else {
-            return;
-        };
-        limit.forget_idle_users();
-    }
+    periodic::while_alive(limit, period, UserLimit::forget_idle_users).await;
 }
 
 /// The limit of `per_minute` orders, with its upkeep running on the current Tokio runtime
