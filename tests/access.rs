@@ -22,7 +22,7 @@ use std::{
 
 use order_processor::{
     access::Verifier, domain::storage::Catalogue, http::server::Running, startup::Application,
-    storage::sqlite::SqliteStore,
+    storage::sqlite::SqliteStore, watched::REFRESH_PERIOD,
 };
 use reqwest::{Method, header::WWW_AUTHENTICATE};
 use serde_json::{Value, json};
@@ -809,6 +809,55 @@ async fn a_storage_token_the_storage_service_refuses_is_a_503_and_an_error_in_th
     assert_eq!(body["type"], "/problems/storage-unavailable", "{body}");
     let line = order_processor.wait_for(|line| line.contains("refused the storage token"));
     assert!(line.contains("ERROR"), "{line}");
+}
+
+#[tokio::test]
+async fn a_rewritten_storage_token_file_is_sent_from_its_next_read_on() {
+    let dir = TempDir::new();
+    let storage = start(
+        STORAGE_SERVICE,
+        dir.path(),
+        &[("AUTH_HS256_SECRET_FILE", STORAGE_SECRET)],
+        &[],
+    );
+    let token_file = dir.path().join("storage-token");
+    std::fs::write(&token_file, storage_token(OTHER_SECRET)).expect("write the token");
+    let token_path = path(&token_file);
+    let order_processor = ChildService::start(
+        ORDER_PROCESSOR,
+        &[
+            ("STORAGE_SERVICE_TOKEN_FILE", &token_path),
+            ("STORAGE_SERVICE_URL", storage.url()),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let place = || async {
+        client
+            .post(format!("{}/orders", order_processor.url()))
+            .json(&json!({"bookId": "book-1", "quantity": 1, "userId": "user-1"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(place().await, 503, "a token the Storage Service refuses");
+
+    // As a rotated Secret reaches the pod's volume: the file is replaced, the service runs on.
+    std::fs::write(&token_file, storage_token(STORAGE_SECRET)).expect("write the token");
+    // The file is read again every `watched::REFRESH_PERIOD` (30 s).
+    let deadline = Instant::now() + REFRESH_PERIOD + Duration::from_secs(15);
+    loop {
+        match place().await.as_u16() {
+            201 => break,
+            503 => assert!(
+                Instant::now() < deadline,
+                "the rewritten token was still not sent {} s later",
+                REFRESH_PERIOD.as_secs() + 15
+            ),
+            status => panic!("placing an order answered {status}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Every line the service logged from its start until it has been quiet for a moment.
