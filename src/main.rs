@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-use order_processor::{config::Config, http::server::shutdown_signal, startup, telemetry};
+use order_processor::{config::Config, http::server::shutdown_signal, metrics, startup, telemetry};
 
 fn main() -> ExitCode {
+    metrics::install_in_background();
     match startup::runtime() {
         Ok(runtime) => runtime.block_on(serve()),
         Err(err) => {

@@ -18,7 +18,7 @@ use order_processor::{
     config::{self, ConfigError},
     domain::storage::{Catalogue, OrderStore},
     http::{limits::ServerLimits, server, storage_api},
-    metrics::MetricsToken,
+    metrics::{self, MetricsToken},
     storage::{
         postgres::{PostgresConfig, PostgresStore},
         sqlite::SqliteStore,
@@ -76,6 +76,7 @@ impl Settings {
 }
 
 fn main() -> ExitCode {
+    metrics::install_in_background();
     match order_processor::startup::runtime() {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => {
