@@ -802,13 +802,19 @@ async fn the_order_processor_sends_its_token_to_a_protected_storage_service() {
 #[tokio::test]
 async fn a_storage_token_the_storage_service_refuses_is_a_503_and_an_error_in_the_log() {
     let dir = TempDir::new();
-    let (response, order_processor, _storage) =
+    let (response, order_processor, storage) =
         order_through_a_protected_storage_service(&dir, &storage_token(OTHER_SECRET)).await;
     assert!(response.headers().get("retry-after").is_some());
     let body = problem(response, 503).await;
     assert_eq!(body["type"], "/problems/storage-unavailable", "{body}");
     let line = order_processor.wait_for(|line| line.contains("refused the storage token"));
     assert!(line.contains("ERROR"), "{line}");
+    // Another attempt with the same token would meet the same refusal: none is made.
+    let refusals = all_lines(&storage)
+        .iter()
+        .filter(|line| line.contains("refused a bearer token"))
+        .count();
+    assert_eq!(refusals, 1, "attempts the Storage Service refused");
 }
 
 #[tokio::test]

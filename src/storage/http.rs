@@ -194,9 +194,16 @@ impl HttpStorage {
         measured(
             operation,
             resilience::call(operation, self.retry, &self.breaker, move || {
-                send().map_err(|err| Failure {
-                    retry_after: retry_after(&err),
-                    error: classify(err),
+                send().map_err(|err| {
+                    let retry_after = retry_after(&err);
+                    let token_refused = refuses_the_token(&err);
+                    let error = classify(err);
+                    Failure {
+                        // Every attempt with the same token meets the same refusal.
+                        retryable: error.is_retryable() && !token_refused,
+                        retry_after,
+                        error,
+                    }
                 })
             }),
         )
@@ -545,6 +552,15 @@ fn classify_problem(status: StatusCode, problem: &types::Problem) -> StorageErro
     // These variants have no room for the problem's text; the log keeps it.
     tracing::debug!(%status, problem = %problem_text(problem), "storage refused the request");
     error
+}
+
+/// Whether the answer refuses this service's token, documented or not.
+fn refuses_the_token(err: &ClientError<types::Problem>) -> bool {
+    match err {
+        ClientError::ErrorResponse(answer) => is_refusal_of_the_token(answer.status()),
+        ClientError::UnexpectedResponse(response) => is_refusal_of_the_token(response.status()),
+        _ => false,
+    }
 }
 
 fn is_refusal_of_the_token(status: StatusCode) -> bool {

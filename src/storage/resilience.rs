@@ -38,11 +38,16 @@ pub struct Failure {
     pub error: StorageError,
     /// The storage's `Retry-After`.
     pub retry_after: Option<Duration>,
+    /// Whether another attempt may succeed: what the error says, unless the storage refused
+    /// something that stays the same from one attempt to the next, such as this service's
+    /// token.
+    pub retryable: bool,
 }
 
 impl From<StorageError> for Failure {
     fn from(error: StorageError) -> Self {
         Self {
+            retryable: error.is_retryable(),
             error,
             retry_after: None,
         }
@@ -108,7 +113,7 @@ where
     };
     attempt
         .retry(backoff)
-        .when(|failure| failure.error.is_retryable() && breaker.is_closed())
+        .when(|failure| failure.retryable && breaker.is_closed())
         .adjust(|failure, backoff| {
             // `None` once the attempts are used up, whatever the storage asks.
             let wait = failure.retry_after.unwrap_or(backoff?);
@@ -341,6 +346,7 @@ mod tests {
                 Err::<(), _>(Failure {
                     error: StorageError::Unavailable("busy".into()),
                     retry_after: Some(Duration::from_secs(1)),
+                    retryable: true,
                 })
             }
         };
