@@ -653,12 +653,7 @@ async fn open_access_is_announced_and_changes_nothing() {
 #[tokio::test]
 async fn the_storage_service_asks_for_its_own_audience_and_scopes() {
     let dir = TempDir::new();
-    let storage = start(
-        STORAGE_SERVICE,
-        dir.path(),
-        &[("AUTH_HS256_SECRET_FILE", STORAGE_SECRET)],
-        &[],
-    );
+    let storage = protected_storage_service(&dir);
     let client = reqwest::Client::new();
     let call = |method: Method, path: &str, scope: Option<&str>, body: Option<Value>| {
         let mut request = client.request(method, format!("{}{path}", storage.url()));
@@ -765,16 +760,21 @@ async fn the_storage_service_asks_for_its_own_audience_and_scopes() {
 /// An order placed through an Order Processor that sends `token_file_text` as its storage
 /// token, to a Storage Service that checks tokens signed with `STORAGE_SECRET`; with the
 /// Order Processor, whose log the caller may read, and the Storage Service kept running.
-async fn order_through_a_protected_storage_service(
-    dir: &TempDir,
-    token_file_text: &str,
-) -> (reqwest::Response, ChildService, ChildService) {
-    let storage = start(
+/// A Storage Service that checks tokens signed with `STORAGE_SECRET`.
+fn protected_storage_service(dir: &TempDir) -> ChildService {
+    start(
         STORAGE_SERVICE,
         dir.path(),
         &[("AUTH_HS256_SECRET_FILE", STORAGE_SECRET)],
         &[],
-    );
+    )
+}
+
+async fn order_through_a_protected_storage_service(
+    dir: &TempDir,
+    token_file_text: &str,
+) -> (reqwest::Response, ChildService, ChildService) {
+    let storage = protected_storage_service(dir);
     let order_processor = start(
         ORDER_PROCESSOR,
         dir.path(),
@@ -820,12 +820,7 @@ async fn a_storage_token_the_storage_service_refuses_is_a_503_and_an_error_in_th
 #[tokio::test]
 async fn a_rewritten_storage_token_file_is_sent_from_its_next_read_on() {
     let dir = TempDir::new();
-    let storage = start(
-        STORAGE_SERVICE,
-        dir.path(),
-        &[("AUTH_HS256_SECRET_FILE", STORAGE_SECRET)],
-        &[],
-    );
+    let storage = protected_storage_service(&dir);
     let token_file = dir.path().join("storage-token");
     std::fs::write(&token_file, storage_token(OTHER_SECRET)).expect("write the token");
     let token_path = path(&token_file);
