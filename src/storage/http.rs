@@ -261,13 +261,20 @@ impl ClientHooks<Credentials> for Client {
     }
 }
 
+/// The status and headers of the answer that `err` carries, when the storage answered.
+fn answer_head(
+    err: &ClientError<types::Problem>,
+) -> Option<(StatusCode, &reqwest::header::HeaderMap)> {
+    match err {
+        ClientError::ErrorResponse(answer) => Some((answer.status(), answer.headers())),
+        ClientError::UnexpectedResponse(response) => Some((response.status(), response.headers())),
+        _ => None,
+    }
+}
+
 /// The `Retry-After` of an answer, in seconds as the Storage Service sends it.
 fn retry_after(err: &ClientError<types::Problem>) -> Option<Duration> {
-    let headers = match err {
-        ClientError::ErrorResponse(answer) => answer.headers(),
-        ClientError::UnexpectedResponse(response) => response.headers(),
-        _ => return None,
-    };
+    let (_, headers) = answer_head(err)?;
     let seconds = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     seconds.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
@@ -556,11 +563,7 @@ fn classify_problem(status: StatusCode, problem: &types::Problem) -> StorageErro
 
 /// Whether the answer refuses this service's token, documented or not.
 fn refuses_the_token(err: &ClientError<types::Problem>) -> bool {
-    match err {
-        ClientError::ErrorResponse(answer) => is_refusal_of_the_token(answer.status()),
-        ClientError::UnexpectedResponse(response) => is_refusal_of_the_token(response.status()),
-        _ => false,
-    }
+    answer_head(err).is_some_and(|(status, _)| is_refusal_of_the_token(status))
 }
 
 fn is_refusal_of_the_token(status: StatusCode) -> bool {
