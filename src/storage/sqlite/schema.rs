@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior, config::DbConfig};
 
 use crate::domain::storage::StorageError;
 
@@ -106,6 +106,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_by_status ON orders (status, seq);",
 ];
 
+/// Statements kept compiled on the connection.
+const STATEMENT_CACHE_CAPACITY: usize = 32;
+
 /// Settings that live on the connection, not in the file, so every open sets them again.
 pub(super) fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -120,6 +123,15 @@ pub(super) fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Off by default in SQLite, per connection.
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Plans are made once, when a statement is compiled. Otherwise SQLite plans some
+    // statements (a join, a LIMIT) with the values bound to them and compiles them again
+    // when those change, which they do on every use: rusqlite clears the bindings of each
+    // statement it takes back into its cache. That was a third of the time of a take.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // Room for every statement the store has, about 25 with a listing for each combination
+    // of filters: rusqlite keeps 16, and drops the least recently used beyond that, to
+    // compile it again on its next use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(())
 }
 

@@ -1,13 +1,17 @@
 //! What only the SQLite store has to show: its file, its schema steps, its locking.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
+use rusqlite::{Connection, ErrorCode, StatementStatus};
 use uuid::Uuid;
 
 use crate::domain::model::{
-    BookId, NewOrder, Order, OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, UserId,
+    BookId, NewOrder, Order, OrderId, OrderQuery, OrderStatus, PageLimit, Quantity, StatusChange,
+    Stock, UserId,
 };
 use crate::domain::storage::{Catalogue, OrderStore, StorageError};
 
@@ -241,4 +245,141 @@ async fn a_corrupt_record_fails_instead_of_being_trusted() {
         store.order(order.id).await,
         Err(StorageError::Failed(_))
     ));
+}
+
+/// How often each statement ran and how often SQLite compiled it, by its SQL.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Compiles {
+    runs: i32,
+    /// Compiled again by SQLite itself, on a statement kept in the cache.
+    recompiled: i32,
+    /// Compiled anew: the runs that the statement object in use had not seen.
+    prepared: i32,
+}
+
+/// Every statement of an order's life and of the catalogue is compiled once and then served
+/// from the connection's cache. Two ways to lose that, both silent: SQLite compiles a kept
+/// statement again when a parameter it planned with is bound anew (rusqlite clears the
+/// bindings of every statement it takes back), and rusqlite drops the least recently used
+/// statement when more are in use than its cache holds.
+#[tokio::test]
+async fn every_statement_is_compiled_once_and_then_served_from_the_cache() {
+    let (_dir, store) = demo_store().await;
+    let seen = Arc::new(Mutex::new(BTreeMap::<String, Compiles>::new()));
+    let record = Arc::clone(&seen);
+    store
+        .run(move |conn| {
+            conn.trace_v2(
+                TraceEventCodes::SQLITE_TRACE_PROFILE,
+                Some(move |event: TraceEvent<'_>| {
+                    if let TraceEvent::Profile(stmt, _) = event {
+                        let mut seen = record.lock().unwrap();
+                        let entry = seen.entry(stmt.sql().into_owned()).or_default();
+                        entry.runs += 1;
+                        entry.recompiled = stmt.get_status(StatementStatus::RePrepare);
+                        entry.prepared = entry.runs - stmt.get_status(StatementStatus::Run) + 1;
+                    }
+                }),
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let user_1 = UserId::parse("user-1").unwrap();
+    let confirm = StatusChange {
+        from: OrderStatus::Pending,
+        to: OrderStatus::Confirmed,
+        reason: None,
+    };
+    let reject = StatusChange {
+        from: OrderStatus::Pending,
+        to: OrderStatus::Rejected,
+        reason: Some("out of stock".into()),
+    };
+    for round in 0..3 {
+        let new = new_order();
+        let order = store.create_order(&new).await.unwrap().order;
+        assert!(!store.create_order(&new).await.unwrap().created);
+        store.take_stock(order.id).await.unwrap();
+        store.change_status(order.id, &confirm).await.unwrap();
+        store.cancel_order(order.id, Some("changed")).await.unwrap();
+        store.order(order.id).await.unwrap();
+        store
+            .set_stock(&book_1(), Stock::new(0).unwrap())
+            .await
+            .unwrap();
+        let refused = place(&store).await;
+        assert!(store.take_stock(refused.id).await.is_err());
+        store.change_status(refused.id, &reject).await.unwrap();
+        store
+            .set_stock(&book_1(), Stock::new(10).unwrap())
+            .await
+            .unwrap();
+        let failed = place(&store).await;
+        store.take_stock(failed.id).await.unwrap();
+        store.return_stock(failed.id).await.unwrap();
+        let book = store.book(&book_1()).await.unwrap();
+        store.put_book(&book).await.unwrap();
+        store.books().await.unwrap();
+        let first = store
+            .orders(&OrderQuery {
+                user_id: Some(user_1.clone()),
+                status: None,
+                created_before: None,
+                limit: PageLimit::new(1 + round).unwrap(),
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        store
+            .orders(&OrderQuery {
+                user_id: Some(user_1.clone()),
+                status: None,
+                created_before: None,
+                limit: PageLimit::new(2 + round).unwrap(),
+                cursor: first.next_cursor,
+            })
+            .await
+            .unwrap();
+        store
+            .orders(&OrderQuery {
+                user_id: Some(user_1.clone()),
+                status: Some(OrderStatus::Confirmed),
+                created_before: None,
+                limit: PageLimit::DEFAULT,
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        // As recovery lists what is left pending.
+        store
+            .orders(&OrderQuery {
+                user_id: None,
+                status: Some(OrderStatus::Pending),
+                created_before: Some(chrono::Utc::now()),
+                limit: PageLimit::MAX_PAGE,
+                cursor: None,
+            })
+            .await
+            .unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    // rusqlite's transactions begin and end with statements of their own, uncached.
+    let cached = |sql: &str| !matches!(sql, "BEGIN IMMEDIATE" | "COMMIT" | "ROLLBACK");
+    let compiled_again: BTreeMap<_, _> = seen
+        .iter()
+        .filter(|(sql, compiles)| cached(sql) && (compiles.recompiled > 0 || compiles.prepared > 1))
+        .collect();
+    assert!(
+        compiled_again.is_empty(),
+        "compiled again: {compiled_again:#?}"
+    );
+    // Every cached statement above ran in each round.
+    assert!(
+        seen.iter()
+            .filter(|(sql, c)| cached(sql) && c.runs >= 3)
+            .count()
+            >= 18,
+        "{seen:#?}"
+    );
 }
