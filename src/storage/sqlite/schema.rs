@@ -104,6 +104,54 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE orders_v3 RENAME TO orders;
     CREATE INDEX orders_by_user ON orders (user_id, seq);
     CREATE INDEX orders_by_status ON orders (status, seq);",
+    // 4: the status and state CHECKs compare one value at a time. SQLite evaluates
+    // `x IN (three or more constants)` by building a temporary index, on every insert and
+    // every status change, which took a tenth of the time of an order's three calls. The
+    // tables are copied, as in 3; the orders' sequence is carried over, so that no number is
+    // given out twice.
+    "CREATE TABLE orders_v4 (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT    NOT NULL UNIQUE,
+        book_id       TEXT    NOT NULL REFERENCES books (id),
+        user_id       TEXT    NOT NULL,
+        quantity      INTEGER NOT NULL CHECK (quantity > 0),
+        status        TEXT    NOT NULL
+                      CHECK (status = 'pending' OR status = 'confirmed' OR status = 'rejected'
+                             OR status = 'failed' OR status = 'cancelled'),
+        reason        TEXT,
+        stock_held    INTEGER NOT NULL CHECK (stock_held IN (0, 1)),
+        unit_price    INTEGER NOT NULL CHECK (unit_price >= 0),
+        total_price   INTEGER NOT NULL CHECK (total_price >= 0),
+        currency      TEXT    NOT NULL,
+        created_at_us INTEGER NOT NULL,
+        updated_at_us INTEGER NOT NULL,
+        CHECK (status <> 'confirmed' OR stock_held = 1),
+        CHECK (status <> 'cancelled' OR stock_held = 0)
+    ) STRICT;
+    INSERT INTO orders_v4 (seq, id, book_id, user_id, quantity, status, reason, stock_held,
+                           unit_price, total_price, currency, created_at_us, updated_at_us)
+        SELECT seq, id, book_id, user_id, quantity, status, reason, stock_held,
+               unit_price, total_price, currency, created_at_us, updated_at_us
+        FROM orders;
+    DELETE FROM sqlite_sequence WHERE name = 'orders_v4';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'orders_v4', seq FROM sqlite_sequence WHERE name = 'orders';
+    DROP TABLE orders;
+    ALTER TABLE orders_v4 RENAME TO orders;
+    CREATE INDEX orders_by_user ON orders (user_id, seq);
+    CREATE INDEX orders_by_status ON orders (status, seq);
+
+    CREATE TABLE allocations_v4 (
+        order_id TEXT    NOT NULL PRIMARY KEY REFERENCES orders (id),
+        book_id  TEXT    NOT NULL REFERENCES books (id),
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        state    TEXT    NOT NULL
+                 CHECK (state = 'held' OR state = 'returned' OR state = 'refused')
+    ) STRICT;
+    INSERT INTO allocations_v4 (order_id, book_id, quantity, state)
+        SELECT order_id, book_id, quantity, state FROM allocations;
+    DROP TABLE allocations;
+    ALTER TABLE allocations_v4 RENAME TO allocations;",
 ];
 
 /// Statements kept compiled on the connection.

@@ -172,6 +172,41 @@ async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations(
 }
 
 #[tokio::test]
+async fn copying_the_orders_table_gives_no_order_number_out_twice() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    {
+        let raw = Connection::open(dir.db()).unwrap();
+        raw.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        for step in &MIGRATIONS[..3] {
+            raw.execute_batch(step).unwrap();
+        }
+        raw.execute_batch(
+            "INSERT INTO books VALUES ('book-1', 'T', 'A', 1250, 'EUR', 8);
+             INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
+                                 unit_price, total_price, currency, created_at_us, updated_at_us)
+             VALUES ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 'user-1', 2,
+                     'pending', NULL, 0, 1250, 2500, 'EUR', 1, 1);
+             -- As if the 41 orders after the first had been deleted by hand.
+             UPDATE sqlite_sequence SET seq = 42 WHERE name = 'orders';
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&dir.db()).unwrap();
+    let later = place(&store).await;
+    let raw = Connection::open(dir.db()).unwrap();
+    let seq: i64 = raw
+        .query_row(
+            "SELECT seq FROM orders WHERE id = ?1",
+            [later.id.0.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seq, 43);
+}
+
+#[tokio::test]
 async fn the_database_itself_refuses_negative_stock() {
     let (dir, _store) = demo_store().await;
     let raw = Connection::open(dir.db()).unwrap();
@@ -183,6 +218,67 @@ async fn the_database_itself_refuses_negative_stock() {
         err.sqlite_error_code(),
         Some(ErrorCode::ConstraintViolation)
     );
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_an_unknown_status_or_state() {
+    let (dir, store) = demo_store().await;
+    let order = place(&store).await;
+    store.take_stock(order.id).await.unwrap();
+    let raw = Connection::open(dir.db()).unwrap();
+    raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+    for refused in [
+        "UPDATE orders SET status = 'lost'",
+        "UPDATE orders SET status = NULL",
+        "UPDATE allocations SET state = 'lost'",
+    ] {
+        let err = raw.execute(refused, []).unwrap_err();
+        assert!(
+            matches!(
+                err.sqlite_error_code(),
+                Some(ErrorCode::ConstraintViolation)
+            ),
+            "{refused}: {err}"
+        );
+    }
+}
+
+/// SQLite checks `x IN (three or more constants)` through a temporary index that it builds
+/// on every run of the statement: the CHECKs of a status or state compare one value at a
+/// time instead.
+#[tokio::test]
+async fn recording_an_order_or_changing_its_status_builds_no_temporary_index() {
+    let (_dir, store) = demo_store().await;
+    let opcodes: Vec<(String, Vec<String>)> = store
+        .run(|conn| {
+            let mut explained = Vec::new();
+            for sql in [
+                "INSERT INTO orders (id, book_id, user_id, quantity, status, stock_held,
+                                     unit_price, total_price, currency, created_at_us,
+                                     updated_at_us)
+                 VALUES ('o', 'book-1', 'u', 1, 'pending', 0, 1, 1, 'EUR', 1, 1)",
+                "UPDATE orders SET status = 'confirmed' WHERE id = 'o'",
+                "INSERT INTO allocations (order_id, book_id, quantity, state)
+                 VALUES ('o', 'book-1', 1, 'held')",
+                "UPDATE allocations SET state = 'returned' WHERE order_id = 'o'",
+            ] {
+                let ops = conn
+                    .prepare(&format!("EXPLAIN {sql}"))?
+                    .query_map([], |row| row.get::<_, String>(1))?
+                    .collect::<Result<_, _>>()?;
+                explained.push((sql.to_owned(), ops));
+            }
+            Ok(explained)
+        })
+        .await
+        .unwrap();
+    for (sql, ops) in opcodes {
+        assert!(!ops.is_empty());
+        assert!(
+            !ops.iter().any(|op| op == "OpenEphemeral"),
+            "{sql}: {ops:?}"
+        );
+    }
 }
 
 #[test]
