@@ -115,25 +115,32 @@ async fn a_file_from_a_newer_schema_is_refused_rather_than_misread() {
     ));
 }
 
+/// A file made by the first `steps` schema steps, holding one confirmed order of two copies
+/// of `book-1`, and then changed by `sql`.
+fn file_with_one_confirmed_order(dir: &TempDir, steps: usize, sql: &str) {
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    let raw = Connection::open(dir.db()).unwrap();
+    for step in &MIGRATIONS[..steps] {
+        raw.execute_batch(step).unwrap();
+    }
+    raw.execute_batch(&format!(
+        "INSERT INTO books VALUES ('book-1', 'T', 'A', 1250, 'EUR', 8);
+         INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
+                             unit_price, total_price, currency, created_at_us, updated_at_us)
+         VALUES ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 'user-1', 2,
+                 'confirmed', NULL, 1, 1250, 2500, 'EUR', 1, 1);
+         INSERT INTO allocations VALUES
+             ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 2, 'held');
+         {sql}
+         PRAGMA user_version = {steps};"
+    ))
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations() {
     let dir = TempDir::new();
-    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
-    {
-        let raw = Connection::open(dir.db()).unwrap();
-        raw.execute_batch(MIGRATIONS[0]).unwrap();
-        raw.execute_batch(
-            "INSERT INTO books VALUES ('book-1', 'T', 'A', 1250, 'EUR', 8);
-             INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
-                                 unit_price, total_price, currency, created_at_us, updated_at_us)
-             VALUES ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 'user-1', 2,
-                     'confirmed', NULL, 1, 1250, 2500, 'EUR', 1, 1);
-             INSERT INTO allocations VALUES
-                 ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 2, 'held');
-             PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
+    file_with_one_confirmed_order(&dir, 1, "");
     let store = SqliteStore::open(&dir.db()).unwrap();
     let id = OrderId(Uuid::parse_str("0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f").unwrap());
     assert_eq!(
@@ -174,25 +181,12 @@ async fn a_file_of_the_first_schema_is_migrated_with_its_orders_and_allocations(
 #[tokio::test]
 async fn copying_the_orders_table_gives_no_order_number_out_twice() {
     let dir = TempDir::new();
-    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
-    {
-        let raw = Connection::open(dir.db()).unwrap();
-        raw.pragma_update(None, "foreign_keys", "OFF").unwrap();
-        for step in &MIGRATIONS[..3] {
-            raw.execute_batch(step).unwrap();
-        }
-        raw.execute_batch(
-            "INSERT INTO books VALUES ('book-1', 'T', 'A', 1250, 'EUR', 8);
-             INSERT INTO orders (id, book_id, user_id, quantity, status, reason, stock_held,
-                                 unit_price, total_price, currency, created_at_us, updated_at_us)
-             VALUES ('0193a4c2-7b1e-7c3d-9f00-5a1b2c3d4e5f', 'book-1', 'user-1', 2,
-                     'pending', NULL, 0, 1250, 2500, 'EUR', 1, 1);
-             -- As if the 41 orders after the first had been deleted by hand.
-             UPDATE sqlite_sequence SET seq = 42 WHERE name = 'orders';
-             PRAGMA user_version = 3;",
-        )
-        .unwrap();
-    }
+    file_with_one_confirmed_order(
+        &dir,
+        3,
+        // As if the 41 orders after the first had been deleted by hand.
+        "UPDATE sqlite_sequence SET seq = 42 WHERE name = 'orders';",
+    );
     let store = SqliteStore::open(&dir.db()).unwrap();
     let later = place(&store).await;
     let raw = Connection::open(dir.db()).unwrap();
