@@ -2,8 +2,9 @@
 //! generator writes them, with the components they name, into a JSON merge patch (RFC 7396)
 //! that the service merges into the document it serves: `document_additions()`, which also
 //! carries the security of the spec (see `security`). Each example is parsed as its answer's
-//! type when the document is built, so one that breaks its schema fails the round-trip test
-//! rather than showing in Swagger UI.
+//! type when the document is built, and written back as the service writes that answer, so
+//! one that breaks its schema, or that serde would write otherwise than poem-openapi, fails
+//! the round-trip test rather than showing in Swagger UI.
 
 use openapiv3::{Example, MediaType, ReferenceOr};
 use proc_macro2::TokenStream;
@@ -77,6 +78,12 @@ impl Generator<'_> {
         let answers = self.additions.entry("paths").or_insert_with(|| json!({}));
         answers[answer.path][answer.method]["responses"][answer.status.to_string()]["content"]
             [SERVED_JSON]["examples"] = Value::Object(written);
+    }
+
+    /// Has `document_additions()` parse and write back the example of a component schema
+    /// too, as it does the examples of answers.
+    pub(crate) fn check_schema_example(&mut self, ty: TokenStream, json: String) {
+        self.answer_examples.checks.push((ty, json));
     }
 
     /// The value of the component example `reference` names, which is then in use.
@@ -171,12 +178,12 @@ impl Generator<'_> {
             .answer_examples
             .checks
             .iter()
-            .map(|(ty, json)| quote!(let _: #ty = example(#json);));
+            .map(|(ty, json)| quote!(answer_example::<#ty>(#json);));
         quote! {
             /// What the spec declares that poem-openapi cannot: the examples of its answers
             /// and the components they name, its security schemes and the security of each
             /// operation, as a JSON merge patch (RFC 7396) for the served document. Each
-            /// example is parsed as its answer's type first.
+            /// example is parsed as its answer's type first, and written back.
             pub fn document_additions() -> serde_json::Value {
                 #(#checks)*
                 serde_json::from_str(#patch).expect("the generator writes valid JSON")

@@ -462,7 +462,7 @@ impl Generator<'_> {
                 _ => {}
             }
             let doc = doc(Some(&response.description));
-            let fields = body.iter().map(|ty| quote!(Json<#ty>)).chain(headers);
+            let fields = body.iter().map(|ty| quote!(JsonAnswer<#ty>)).chain(headers);
             variants.push(quote!(#doc #[oai(status = #code)] #variant(#(#fields),*)));
             if response_has_only_body(response) {
                 if *code == 400 {
@@ -495,10 +495,10 @@ impl Generator<'_> {
                 .iter()
                 .filter(|(code, _, ty)| PARSE_FAILURE_STATUSES.contains(code) && ty.to_string() == problem.to_string())
                 .map(|(code, variant, _)| {
-                    quote!(#code => #response_ident::#variant(Json(#problem::from_request_error(err, PATH_PARAMS))),)
+                    quote!(#code => #response_ident::#variant(JsonAnswer(#problem::from_request_error(err, PATH_PARAMS))),)
                 });
             let arms: Vec<_> = arms.collect();
-            let bad_request = quote!(#response_ident::#bad_request_variant(Json(#problem::from_request_error(err, PATH_PARAMS))));
+            let bad_request = quote!(#response_ident::#bad_request_variant(JsonAnswer(#problem::from_request_error(err, PATH_PARAMS))));
             let path_params = path_parameters(path);
             let body = if arms.is_empty() {
                 bad_request
@@ -615,7 +615,7 @@ fn answer_unexpected(
         syn::parse_str(UNEXPECTED_MODULE).expect("UNEXPECTED_MODULE is a Rust path");
     let unexpected = unexpected_type();
     let internal = quote! {
-        Self::#internal(Json(unexpected.into_problem(#operation_id, poem::http::StatusCode::INTERNAL_SERVER_ERROR).into()))
+        Self::#internal(JsonAnswer(unexpected.into_problem(#operation_id, poem::http::StatusCode::INTERNAL_SERVER_ERROR).into()))
     };
     let body = match unavailable {
         Some((variant, retry_after)) => {
@@ -626,7 +626,7 @@ fn answer_unexpected(
             };
             quote! {
                 if unexpected.is_unavailable() {
-                    Self::#variant(Json(unexpected.into_problem(#operation_id, poem::http::StatusCode::SERVICE_UNAVAILABLE).into()) #retry_after)
+                    Self::#variant(JsonAnswer(unexpected.into_problem(#operation_id, poem::http::StatusCode::SERVICE_UNAVAILABLE).into()) #retry_after)
                 } else {
                     #internal
                 }

@@ -22,6 +22,9 @@ pub(crate) struct RustType {
     /// `Api` (see `Generator::patterns`).
     pub(crate) pattern: Option<String>,
     pub(crate) description: Option<String>,
+    /// Holds a date-time, which serde writes otherwise than poem-openapi (see
+    /// `as_poem_json` in `server`).
+    pub(crate) holds_date_time: bool,
 }
 
 impl<'a> Generator<'a> {
@@ -99,7 +102,7 @@ impl<'a> Generator<'a> {
                 continue;
             };
             let variant = variant_ident(value);
-            variants.push(quote!(#[oai(rename = #value)] #variant));
+            variants.push(quote!(#[oai(rename = #value)] #[serde(rename = #value)] #variant));
         }
         if self.problems.len() > before {
             return None;
@@ -108,7 +111,7 @@ impl<'a> Generator<'a> {
         let doc = doc(schema.schema_data.description.as_deref());
         Some(quote! {
             #doc
-            #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+            #[derive(Enum, serde::Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
             #[oai(rename = #name)]
             pub enum #ident { #(#variants),* }
         })
@@ -157,16 +160,26 @@ impl<'a> Generator<'a> {
             let doc = doc(own_description.or(rust.description).as_deref());
             let validators = validator_attr(&rust.validators);
             let ty = rust.ty;
-            let (ty, skip_none) = if object.required.contains(property) {
-                (ty, quote!())
+            let (ty, skip_none, serde_skip_none) = if object.required.contains(property) {
+                (ty, quote!(), quote!())
             } else {
-                (quote!(Option<#ty>), quote!(, skip_serializing_if_is_none))
+                (
+                    quote!(Option<#ty>),
+                    quote!(, skip_serializing_if_is_none),
+                    quote!(, skip_serializing_if = "Option::is_none"),
+                )
+            };
+            let serde_with = if rust.holds_date_time {
+                quote!(, serialize_with = "as_poem_json")
+            } else {
+                quote!()
             };
             let parser = field_parser_ident(name, property);
             let parser_name = parser.to_string();
             fields.push(quote! {
                 #doc
                 #[oai(rename = #property, deserialize_with = #parser_name #skip_none #validators)]
+                #[serde(rename = #property #serde_skip_none #serde_with)]
                 pub #field: #ty
             });
             field_parsers.push(quote! {
@@ -183,6 +196,7 @@ impl<'a> Generator<'a> {
         let (example_flag, example_impl) = match &schema.schema_data.example {
             Some(value) => {
                 let json = value.to_string();
+                self.check_schema_example(quote!(#ident), json.clone());
                 (
                     quote!(, example),
                     quote! {
@@ -198,7 +212,7 @@ impl<'a> Generator<'a> {
         };
         Some(quote! {
             #doc
-            #[derive(Object, Clone, Debug, PartialEq)]
+            #[derive(Object, serde::Serialize, Clone, Debug, PartialEq)]
             #[oai(rename = #name #example_flag)]
             pub struct #ident { #(#fields),* }
             #example_impl
@@ -225,6 +239,7 @@ impl<'a> Generator<'a> {
                         validators: Vec::new(),
                         pattern: None,
                         description: None,
+                        holds_date_time: false,
                     });
                 }
                 // A named primitive's own problems are reported at the component (see
@@ -242,6 +257,7 @@ impl<'a> Generator<'a> {
         self.check_schema_data(schema, pointer, &["description", "example", "default"]);
         let mut validators = Vec::new();
         let mut pattern = None;
+        let mut holds_date_time = false;
         let ty = match &schema.schema_kind {
             SchemaKind::Type(Type::String(string)) => {
                 if !string.enumeration.is_empty() {
@@ -269,6 +285,7 @@ impl<'a> Generator<'a> {
                 match &string.format {
                     VariantOrUnknownOrEmpty::Empty => Some(quote!(String)),
                     VariantOrUnknownOrEmpty::Item(StringFormat::DateTime) => {
+                        holds_date_time = true;
                         Some(quote!(chrono::DateTime<chrono::Utc>))
                     }
                     VariantOrUnknownOrEmpty::Unknown(format) if format == "uuid" => {
@@ -337,6 +354,7 @@ impl<'a> Generator<'a> {
                                 None
                             }
                             Some(item) => {
+                                holds_date_time = item.holds_date_time;
                                 let item = item.ty;
                                 Some(quote!(Vec<#item>))
                             }
@@ -375,6 +393,7 @@ impl<'a> Generator<'a> {
             validators,
             pattern,
             description: None,
+            holds_date_time,
         })
     }
 

@@ -91,6 +91,37 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
             })
         }
 
+        /// A JSON answer, written by serde straight from its value. poem-openapi's `Json`
+        /// builds a `serde_json::Value` of the whole answer first, and then writes that.
+        /// Every type it holds writes the same JSON either way, which `answer_example`
+        /// checks on each example of an answer.
+        #[derive(Debug)]
+        pub struct JsonAnswer<T>(pub T);
+
+        impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for JsonAnswer<T> {
+            const CONTENT_TYPE: &'static str = <Json<T> as poem_openapi::payload::Payload>::CONTENT_TYPE;
+
+            fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+                T::schema_ref()
+            }
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                T::register(registry);
+            }
+        }
+
+        impl<T: serde::Serialize + Send> poem::IntoResponse for JsonAnswer<T> {
+            fn into_response(self) -> poem::Response {
+                poem::web::Json(self.0).into_response()
+            }
+        }
+
+        /// Writes a field as poem-openapi would: for a date-time, `to_rfc3339`, with
+        /// `+00:00` where chrono's serde writes `Z`.
+        fn as_poem_json<T: poem_openapi::types::ToJSON, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+            serde::Serialize::serialize(&value.to_json(), serializer)
+        }
+
         /// Parses an example of the spec. Examples are only built when the document is
         /// generated, and the round-trip test generates every one of them.
         fn example<T: ParseFromJSON>(json: &str) -> T {
@@ -98,6 +129,14 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
             T::parse_from_json(Some(value)).unwrap_or_else(|err| {
                 panic!("an example in the spec does not match its schema: {}", err.into_message())
             })
+        }
+
+        /// Parses an example of an answer, as `example` does, and checks that
+        /// `JsonAnswer` writes it as poem-openapi's `Json` would.
+        fn answer_example<T: ParseFromJSON + poem_openapi::types::ToJSON + serde::Serialize>(json: &str) {
+            let answer: T = example(json);
+            let written = serde_json::to_value(&answer).expect("an answer is JSON");
+            assert_eq!(Some(written), answer.to_json(), "serde and poem-openapi write {json} apart");
         }
 
         #tags

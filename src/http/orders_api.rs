@@ -7,7 +7,6 @@
 use std::{sync::Arc, time::Duration};
 
 use poem::http::StatusCode;
-use poem_openapi::payload::Json;
 
 use crate::{
     access::{self, Principal},
@@ -21,8 +20,8 @@ use crate::{
     generated::order_processor::server::{
         CancelOrderRequest, CancelOrderResponse, CreateOrderRequest, CreateOrderResponse,
         GetOrderResponse, Handlers, Health, HealthLiveResponse, HealthReadyResponse,
-        HealthResponse, HealthStatus, ListUserOrdersResponse, Order as ApiOrder, OrderPage,
-        OrderStatus as ApiOrderStatus, Problem as ApiProblem,
+        HealthResponse, HealthStatus, JsonAnswer, ListUserOrdersResponse, Order as ApiOrder,
+        OrderPage, OrderStatus as ApiOrderStatus, Problem as ApiProblem,
     },
     metrics::{self, Refusal},
 };
@@ -48,7 +47,7 @@ fn held_to_own_orders() -> Option<Principal> {
 }
 
 /// The `403` of a caller acting for another user, saying which scope would allow it.
-fn another_user(what: &str) -> Json<ApiProblem> {
+fn another_user(what: &str) -> JsonAnswer<ApiProblem> {
     problem_body(Problem::new(
         problem::FORBIDDEN,
         format!(
@@ -59,7 +58,7 @@ fn another_user(what: &str) -> Json<ApiProblem> {
 
 /// The `404` of an unknown order, also answered for another user's order, so that a caller
 /// cannot tell one from the other.
-fn no_order() -> Json<ApiProblem> {
+fn no_order() -> JsonAnswer<ApiProblem> {
     problem_body(Problem::new(problem::NOT_FOUND, "no order has this id"))
 }
 
@@ -75,8 +74,8 @@ impl<S> OrdersApi<S> {
     }
 }
 
-fn problem_body(problem: Problem) -> Json<ApiProblem> {
-    Json(problem.into())
+fn problem_body(problem: Problem) -> JsonAnswer<ApiProblem> {
+    JsonAnswer(problem.into())
 }
 
 /// The detail of a 503: the caller only learns the kind of the infrastructure error.
@@ -89,8 +88,8 @@ fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Unex
 same_variants!(OrderStatus => ApiOrderStatus: Pending, Confirmed, Rejected, Failed, Cancelled);
 order_to_wire!(ApiOrder, OrderPage);
 
-fn up() -> Json<Health> {
-    Json(Health {
+fn up() -> JsonAnswer<Health> {
+    JsonAnswer(Health {
         status: HealthStatus::Up,
     })
 }
@@ -171,7 +170,7 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
             // was the sale, and the order says where it stands now.
             OrderStatus::Confirmed | OrderStatus::Cancelled => {
                 let location = format!("/orders/{}", order.id);
-                CreateOrderResponse::Created(Json(order.into()), location, replayed)
+                CreateOrderResponse::Created(JsonAnswer(order.into()), location, replayed)
             }
             OrderStatus::Rejected => CreateOrderResponse::Conflict(
                 problem_body(
@@ -222,7 +221,7 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
                 .cancel(OrderId(id), body.reason.as_deref())
                 .await
             {
-                Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
+                Ok(order) => CancelOrderResponse::Ok(JsonAnswer(order.into())),
                 Err(CancelOrderError::NotFound) => CancelOrderResponse::NotFound(no_order()),
                 Err(CancelOrderError::NotConfirmed(status)) => {
                     let why = match status {
@@ -251,7 +250,7 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
             {
                 GetOrderResponse::NotFound(no_order())
             }
-            Ok(order) => GetOrderResponse::Ok(Json(order.into())),
+            Ok(order) => GetOrderResponse::Ok(JsonAnswer(order.into())),
             Err(ReadOrderError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(ReadOrderError::Unavailable(err)) => return Err(unavailable(err)),
             Err(ReadOrderError::Internal(err)) => return Err(Unexpected::internal(err)),
@@ -275,7 +274,7 @@ impl<S: OrderStore> Handlers for OrdersApi<S> {
             ));
         }
         Ok(match self.orders.orders(&query).await {
-            Ok(page) => ListUserOrdersResponse::Ok(Json(page.into())),
+            Ok(page) => ListUserOrdersResponse::Ok(JsonAnswer(page.into())),
             Err(ListOrdersError::InvalidCursor) => {
                 ListUserOrdersResponse::BadRequest(problem_body(Problem::invalid_field(
                     "cursor",

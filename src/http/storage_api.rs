@@ -10,7 +10,6 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use poem::{Endpoint, Response, http::StatusCode};
-use poem_openapi::payload::Json;
 
 use crate::{
     domain::{
@@ -24,10 +23,10 @@ use crate::{
     generated::storage_service::server::{
         self as api, AllocationState as ApiAllocationState, Book as ApiBook, BookInput, BookList,
         CancelOrderResponse, Cancellation, CreateOrderResponse, GetBookResponse, GetOrderResponse,
-        Handlers, Health, HealthResponse, HealthStatus, ListBooksResponse, ListOrdersResponse,
-        NewOrder as ApiNewOrder, Order as ApiOrder, OrderPage, OrderStatus as ApiOrderStatus,
-        Problem as ApiProblem, PutBookResponse, QuantityUpdate, ReturnStockResponse,
-        SetBookQuantityResponse, StatusChange as ApiStatusChange,
+        Handlers, Health, HealthResponse, HealthStatus, JsonAnswer, ListBooksResponse,
+        ListOrdersResponse, NewOrder as ApiNewOrder, Order as ApiOrder, OrderPage,
+        OrderStatus as ApiOrderStatus, Problem as ApiProblem, PutBookResponse, QuantityUpdate,
+        ReturnStockResponse, SetBookQuantityResponse, StatusChange as ApiStatusChange,
         StockAllocation as ApiStockAllocation, TakeStockResponse, UpdateOrderStatusResponse,
     },
     telemetry::ErrorChain,
@@ -75,8 +74,8 @@ pub async fn spawn_reference_storage<S: OrderStore + Catalogue>(
     Ok(Server::bind(addr).await?.spawn(app(storage)))
 }
 
-fn problem_body(problem: Problem) -> Json<ApiProblem> {
-    Json(problem.into())
+fn problem_body(problem: Problem) -> JsonAnswer<ApiProblem> {
+    JsonAnswer(problem.into())
 }
 
 /// The database is away or saturated: answered as a 503 that invites a retry, since every
@@ -85,19 +84,19 @@ fn unavailable(err: StorageError) -> Unexpected {
     Unexpected::unavailable(err, "the database does not answer; try again shortly")
 }
 
-fn refused(detail: String) -> Json<ApiProblem> {
+fn refused(detail: String) -> JsonAnswer<ApiProblem> {
     problem_body(Problem::new(problem::INVALID_REQUEST, detail))
 }
 
-fn conflict(detail: String) -> Json<ApiProblem> {
+fn conflict(detail: String) -> JsonAnswer<ApiProblem> {
     problem_body(Problem::new(problem::CONFLICT, detail))
 }
 
-fn no_book() -> Json<ApiProblem> {
+fn no_book() -> JsonAnswer<ApiProblem> {
     problem_body(Problem::new(problem::NOT_FOUND, "no book has this id"))
 }
 
-fn no_order() -> Json<ApiProblem> {
+fn no_order() -> JsonAnswer<ApiProblem> {
     problem_body(Problem::new(problem::NOT_FOUND, "no order has this id"))
 }
 
@@ -221,7 +220,7 @@ impl<S: OrderStore> StorageApi<S> {
 impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
     async fn list_books(&self) -> Result<ListBooksResponse, Unexpected> {
         Ok(match self.storage.books().await {
-            Ok(books) => ListBooksResponse::Ok(Json(BookList {
+            Ok(books) => ListBooksResponse::Ok(JsonAnswer(BookList {
                 items: books.into_iter().map(Into::into).collect(),
             })),
             Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
@@ -235,7 +234,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
             Err(problem) => return Ok(GetBookResponse::BadRequest(problem_body(problem))),
         };
         Ok(match self.storage.book(&id).await {
-            Ok(book) => GetBookResponse::Ok(Json(book.into())),
+            Ok(book) => GetBookResponse::Ok(JsonAnswer(book.into())),
             Err(StorageError::NotFound) => GetBookResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => GetBookResponse::BadRequest(refused(detail)),
             Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
@@ -251,7 +250,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
             Err(problem) => return Ok(PutBookResponse::BadRequest(problem_body(problem))),
         };
         Ok(match self.storage.put_book(&book).await {
-            Ok(book) => PutBookResponse::Ok(Json(book.into())),
+            Ok(book) => PutBookResponse::Ok(JsonAnswer(book.into())),
             Err(StorageError::Refused(detail)) => PutBookResponse::BadRequest(refused(detail)),
             Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
             Err(err) => return Err(Unexpected::internal(err)),
@@ -273,7 +272,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
             Err(problem) => return Ok(SetBookQuantityResponse::BadRequest(problem_body(problem))),
         };
         Ok(match self.storage.set_stock(&id, stock).await {
-            Ok(book) => SetBookQuantityResponse::Ok(Json(book.into())),
+            Ok(book) => SetBookQuantityResponse::Ok(JsonAnswer(book.into())),
             Err(StorageError::NotFound) => SetBookQuantityResponse::NotFound(no_book()),
             Err(StorageError::Refused(detail)) => {
                 SetBookQuantityResponse::BadRequest(refused(detail))
@@ -296,7 +295,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
             Err(problem) => return Ok(ListOrdersResponse::BadRequest(problem_body(problem))),
         };
         Ok(match self.storage.orders(&query).await {
-            Ok(page) => ListOrdersResponse::Ok(Json(page.into())),
+            Ok(page) => ListOrdersResponse::Ok(JsonAnswer(page.into())),
             Err(StorageError::InvalidCursor) => ListOrdersResponse::BadRequest(problem_body(
                 Problem::invalid_field("cursor", "the cursor is not one this service issued"),
             )),
@@ -313,9 +312,9 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
         };
         Ok(match self.storage.create_order(&order).await {
             Ok(recorded) if recorded.created => {
-                CreateOrderResponse::Created(Json(recorded.order.into()))
+                CreateOrderResponse::Created(JsonAnswer(recorded.order.into()))
             }
-            Ok(recorded) => CreateOrderResponse::Ok(Json(recorded.order.into())),
+            Ok(recorded) => CreateOrderResponse::Ok(JsonAnswer(recorded.order.into())),
             Err(StorageError::Conflict(_)) => CreateOrderResponse::Conflict(conflict(format!(
                 "order {} already exists with other content; nothing changed",
                 order.id
@@ -334,7 +333,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
 
     async fn get_order(&self, id: uuid::Uuid) -> Result<GetOrderResponse, Unexpected> {
         Ok(match self.storage.order(OrderId(id)).await {
-            Ok(order) => GetOrderResponse::Ok(Json(order.into())),
+            Ok(order) => GetOrderResponse::Ok(JsonAnswer(order.into())),
             Err(StorageError::NotFound) => GetOrderResponse::NotFound(no_order()),
             Err(StorageError::Refused(detail)) => GetOrderResponse::BadRequest(refused(detail)),
             Err(err @ StorageError::Unavailable(_)) => return Err(unavailable(err)),
@@ -355,7 +354,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
         };
         Ok(
             match self.storage.change_status(OrderId(id), &change).await {
-                Ok(order) => UpdateOrderStatusResponse::Ok(Json(order.into())),
+                Ok(order) => UpdateOrderStatusResponse::Ok(JsonAnswer(order.into())),
                 Err(StorageError::NotFound) => UpdateOrderStatusResponse::NotFound(no_order()),
                 Err(StorageError::Conflict(detail)) => {
                     UpdateOrderStatusResponse::Conflict(conflict(detail))
@@ -380,7 +379,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
                 .cancel_order(OrderId(id), body.reason.as_deref())
                 .await
             {
-                Ok(order) => CancelOrderResponse::Ok(Json(order.into())),
+                Ok(order) => CancelOrderResponse::Ok(JsonAnswer(order.into())),
                 Err(StorageError::NotFound) => CancelOrderResponse::NotFound(no_order()),
                 Err(StorageError::Conflict(detail)) => {
                     CancelOrderResponse::Conflict(conflict(detail))
@@ -397,7 +396,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
     async fn take_stock(&self, id: uuid::Uuid) -> Result<TakeStockResponse, Unexpected> {
         let id = OrderId(id);
         Ok(match self.storage.take_stock(id).await {
-            Ok(allocation) => TakeStockResponse::Ok(Json(allocation.into())),
+            Ok(allocation) => TakeStockResponse::Ok(JsonAnswer(allocation.into())),
             Err(StorageError::NotFound) => TakeStockResponse::NotFound(no_order()),
             Err(StorageError::OutOfStock { available }) => {
                 let detail = self.out_of_stock_detail(id, available).await;
@@ -414,7 +413,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
 
     async fn return_stock(&self, id: uuid::Uuid) -> Result<ReturnStockResponse, Unexpected> {
         Ok(match self.storage.return_stock(OrderId(id)).await {
-            Ok(allocation) => ReturnStockResponse::Ok(Json(allocation.into())),
+            Ok(allocation) => ReturnStockResponse::Ok(JsonAnswer(allocation.into())),
             Err(StorageError::NotFound) => ReturnStockResponse::NotFound(no_order()),
             Err(StorageError::Conflict(detail)) => ReturnStockResponse::Conflict(conflict(detail)),
             Err(StorageError::Refused(detail)) => ReturnStockResponse::BadRequest(refused(detail)),
@@ -427,7 +426,7 @@ impl<S: OrderStore + Catalogue> Handlers for StorageApi<S> {
         let failure: Box<dyn std::error::Error + Send + Sync> =
             match tokio::time::timeout(HEALTH_DEADLINE, self.storage.ping()).await {
                 Ok(Ok(())) => {
-                    return HealthResponse::Ok(Json(Health {
+                    return HealthResponse::Ok(JsonAnswer(Health {
                         status: HealthStatus::Up,
                     }));
                 }
