@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::{
     config::ConfigError,
+    periodic,
     watched::{self, Refresh, WatchedFile},
 };
 
@@ -236,11 +237,7 @@ impl Verifier {
     /// Reads both key files again every refresh period, for as long as it runs; reports the
     /// keys of a new key set as at start.
     pub async fn watch(&self) -> Infallible {
-        let mut ticks = tokio::time::interval(self.refresh_period);
-        // The first tick is at once, and the files were read just now.
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
+        periodic::forever(self.refresh_period, || {
             if let Some(jwks) = &self.jwks
                 && jwks.refresh() == Refresh::Replaced
             {
@@ -249,7 +246,8 @@ impl Verifier {
             if let Some(secret) = &self.secret {
                 secret.refresh();
             }
-        }
+        })
+        .await
     }
 
     /// The caller that `token` names, when its signature, lifetime, audience and issuer hold.

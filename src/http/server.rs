@@ -37,6 +37,7 @@ use super::{
 use crate::{
     access::{self, Principal, Refused, Verifier},
     metrics::{self, MetricsToken, Refusal},
+    periodic,
 };
 
 /// Largest request body, far above any order (a few hundred bytes) and small enough that a
@@ -964,11 +965,7 @@ impl Drop for Running {
 /// Keeps the metrics' memory bounded while the server runs, scraped or not (see
 /// [`metrics::UPKEEP_PERIOD`]).
 async fn metrics_upkeep() -> Infallible {
-    let mut period = tokio::time::interval(metrics::UPKEEP_PERIOD);
-    loop {
-        period.tick().await;
-        metrics::upkeep();
-    }
+    periodic::forever(metrics::UPKEEP_PERIOD, metrics::upkeep).await
 }
 
 /// Completes on SIGTERM (what Kubernetes sends) or Ctrl-C.
