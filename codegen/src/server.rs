@@ -94,7 +94,7 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
         /// A JSON answer, written by serde straight from its value. poem-openapi's `Json`
         /// builds a `serde_json::Value` of the whole answer first, and then writes that.
         /// Every type it holds writes the same JSON either way, which `answer_example`
-        /// checks on each example of an answer.
+        /// checks on each example of the spec.
         #[derive(Debug)]
         pub struct JsonAnswer<T>(pub T);
 
@@ -131,8 +131,8 @@ pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Vec<Problem>> {
             })
         }
 
-        /// Parses an example of an answer, as `example` does, and checks that
-        /// `JsonAnswer` writes it as poem-openapi's `Json` would.
+        /// Parses an example of an answer or of a component schema, as `example` does, and
+        /// checks that `JsonAnswer` writes it as poem-openapi's `Json` would.
         fn answer_example<T: ParseFromJSON + poem_openapi::types::ToJSON + serde::Serialize>(json: &str) {
             let answer: T = example(json);
             let written = serde_json::to_value(&answer).expect("an answer is JSON");
