@@ -757,9 +757,6 @@ async fn the_storage_service_asks_for_its_own_audience_and_scopes() {
     }
 }
 
-/// An order placed through an Order Processor that sends `token_file_text` as its storage
-/// token, to a Storage Service that checks tokens signed with `STORAGE_SECRET`; with the
-/// Order Processor, whose log the caller may read, and the Storage Service kept running.
 /// A Storage Service that checks tokens signed with `STORAGE_SECRET`.
 fn protected_storage_service(dir: &TempDir) -> ChildService {
     start(
@@ -770,6 +767,9 @@ fn protected_storage_service(dir: &TempDir) -> ChildService {
     )
 }
 
+/// An order placed through an Order Processor that sends `token_file_text` as its storage
+/// token, to a Storage Service that checks tokens signed with `STORAGE_SECRET`; with the
+/// Order Processor, whose log the caller may read, and the Storage Service kept running.
 async fn order_through_a_protected_storage_service(
     dir: &TempDir,
     token_file_text: &str,

@@ -343,7 +343,8 @@ struct Compiles {
     runs: i32,
     /// Compiled again by SQLite itself, on a statement kept in the cache.
     recompiled: i32,
-    /// Compiled anew: the runs that the statement object in use had not seen.
+    /// One more than the runs that the statement object in use has not seen: above 1 when
+    /// rusqlite dropped the statement and compiled it anew.
     prepared: i32,
 }
 
