@@ -58,10 +58,7 @@ pub async fn run<S: OrderStore>(orders: Weak<OrderService<S>>, config: RecoveryC
         );
         let trace = trace::exported(&span, TraceContext::new_trace());
         trace.record(&span);
-        let context = RequestContext {
-            trace,
-            request_id: None,
-        };
+        let context = RequestContext::new(trace, None);
         trace::within(context, round(&orders, config))
             .instrument(span)
             .await;

@@ -205,12 +205,28 @@ pub fn exported(_: &tracing::Span, trace: TraceContext) -> TraceContext {
     trace
 }
 
-/// What identifies the request being served, in logs and on every call it makes.
+/// What identifies the request being served on every call it makes: the headers that carry
+/// its trace and request id, written once here rather than on each call, as the calls of an
+/// order would each format the same `traceparent` again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
-    pub trace: TraceContext,
-    /// A safe id (see [`is_safe_request_id`]), or none for work no request started.
-    pub request_id: Option<String>,
+    traceparent: HeaderValue,
+    request_id: Option<HeaderValue>,
+}
+
+impl RequestContext {
+    /// The context of work within `trace`; `request_id` is the id of the request being
+    /// served, a safe one (see [`is_safe_request_id`]), or none for work no request started.
+    pub fn new(trace: TraceContext, request_id: Option<&HeaderValue>) -> Self {
+        Self {
+            traceparent: traceparent_header(trace),
+            request_id: request_id.cloned(),
+        }
+    }
+}
+
+fn traceparent_header(trace: TraceContext) -> HeaderValue {
+    HeaderValue::from_str(&trace.traceparent()).expect("a traceparent is hex digits and dashes")
 }
 
 tokio::task_local! {
@@ -226,14 +242,14 @@ pub fn within<F: Future>(context: RequestContext, work: F) -> impl Future<Output
 /// Sets on an outgoing call the headers that carry the current context: `traceparent` and
 /// `x-request-id`. A call made outside any request starts a trace of its own.
 pub fn inject(headers: &mut HeaderMap) {
-    let (trace, request_id) = CURRENT
-        .try_with(|context| (context.trace, context.request_id.clone()))
-        .unwrap_or_else(|_| (TraceContext::new_trace(), None));
-    if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
-        headers.insert(TRACEPARENT, value);
-    }
-    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        headers.insert(REQUEST_ID, value);
+    let within_a_request = CURRENT.try_with(|context| {
+        headers.insert(TRACEPARENT, context.traceparent.clone());
+        if let Some(id) = &context.request_id {
+            headers.insert(REQUEST_ID, id.clone());
+        }
+    });
+    if within_a_request.is_err() {
+        headers.insert(TRACEPARENT, traceparent_header(TraceContext::new_trace()));
     }
 }
 
@@ -373,24 +389,22 @@ mod tests {
 
     #[tokio::test]
     async fn calls_carry_the_current_context_and_outside_one_a_trace_of_their_own() {
-        let context = RequestContext {
-            trace: TraceContext::new_trace(),
-            request_id: Some("order-17".to_owned()),
-        };
-        let headers = within(context.clone(), async {
+        let trace = TraceContext::new_trace();
+        let context = RequestContext::new(trace, Some(&HeaderValue::from_static("order-17")));
+        let headers = within(context, async {
             let mut headers = HeaderMap::new();
             inject(&mut headers);
             headers
         })
         .await;
-        assert_eq!(headers[TRACEPARENT], context.trace.traceparent());
+        assert_eq!(headers[TRACEPARENT], trace.traceparent());
         assert_eq!(headers[REQUEST_ID], "order-17");
 
         assert!(CURRENT.try_with(|_| ()).is_err());
         let mut outside = HeaderMap::new();
         inject(&mut outside);
         let sent = Traceparent::from_headers(&outside).unwrap();
-        assert_ne!(sent.trace_id, context.trace.trace_id);
+        assert_ne!(sent.trace_id, trace.trace_id);
         assert!(outside.get(REQUEST_ID).is_none());
     }
 

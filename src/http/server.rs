@@ -800,10 +800,9 @@ async fn log_request<E: Endpoint>(
     );
     let trace = trace::exported(&span, trace);
     trace.record(&span);
-    let context = RequestContext {
-        trace,
-        request_id: Some(request_id.clone()),
-    };
+    // A safe request id is visible ASCII, which a header value always takes.
+    let request_id_header = HeaderValue::from_str(&request_id).ok();
+    let context = RequestContext::new(trace, request_id_header.as_ref());
     // Boxed here so that the rest of the request, the largest future of the stack, is moved
     // once into the heap rather than with each wrapper and box around it.
     let mut response = trace::within(context, Box::pin(endpoint.get_response(request)))
@@ -820,7 +819,7 @@ async fn log_request<E: Endpoint>(
         status,
         latency,
     );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Some(value) = request_id_header {
         response.headers_mut().insert(trace::REQUEST_ID, value);
     }
     Ok(response)
