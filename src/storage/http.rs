@@ -143,6 +143,10 @@ impl HttpStorage {
             .timeout(config.retry.attempt_timeout)
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            // reqwest's own policy retries only refusals of HTTP/2 and HTTP/3, which this
+            // build does not speak, yet copies every request before sending it in case; the
+            // calls have their retries in `call`.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()?;
         Ok(Self {
             client: Client::new_with_client(&base_url, http, Credentials::default()),
