@@ -75,6 +75,10 @@ impl Settings {
     }
 }
 
+/// The Order Processor's allocator, for the same reason (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     metrics::install_in_background();
     match order_processor::startup::runtime() {

@@ -20,6 +20,10 @@ use hyper_util::rt::TokioIo;
 
 type Body = Full<Bytes>;
 
+/// The services' allocator (see `src/main.rs`), so that the floor is that of the same stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
