@@ -208,7 +208,7 @@ pub fn exported(_: &tracing::Span, trace: TraceContext) -> TraceContext {
 /// What identifies the request being served on every call it makes: the headers that carry
 /// its trace and request id, written once here rather than on each call, as the calls of an
 /// order would each format the same `traceparent` again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RequestContext {
     traceparent: HeaderValue,
     request_id: Option<HeaderValue>,
