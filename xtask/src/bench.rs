@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::{
     postgres,
-    services::{self, Service, free_port, poll_until_up, target_dir},
+    services::{self, BUILD_SERVICES, Service, free_port, poll_until_up, target_dir},
     step,
 };
 
@@ -198,18 +198,21 @@ impl Variant {
 }
 
 fn current(root: &Path, plan: &Plan) -> Result<Variant, String> {
-    let mut args = vec![
+    let release = [
         "build",
+        "--release",
         "-p",
         "order-processor",
         "--bins",
         "--example",
         "bench-forwarder",
     ];
-    if plan.release {
-        args.push("--release");
-    }
-    step::cargo(root, "build both services", &args)?;
+    let args: &[&str] = if plan.release {
+        &release
+    } else {
+        &BUILD_SERVICES
+    };
+    step::cargo(root, "build both services", args)?;
     let profile = if plan.release { "release" } else { "debug" };
     Ok(Variant {
         name: "current".to_owned(),

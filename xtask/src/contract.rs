@@ -17,7 +17,7 @@ use std::{fs, path::Path, process::Command, time::Duration};
 
 use crate::{
     breaking, python,
-    services::{Service, free_port, target_dir, wait_until_up},
+    services::{BUILD_SERVICES, Service, free_port, target_dir, wait_until_up},
     step,
     tokens::{self, Issuer},
 };
@@ -68,6 +68,23 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
         "spec drift: each served document equals its committed spec",
         &["test", "--test", "contracts"],
     )?;
+    step::cargo(
+        root,
+        "consumer: the SDK against a live Order Processor",
+        &["test", "-p", "order-processor-client"],
+    )?;
+    beyond_the_test_suite(root)
+}
+
+/// `contract --check` after `cargo test --workspace`, which has run the spec-drift and consumer
+/// tests already: run again with other package selections, they would only build the crates a
+/// second time, with other features.
+pub fn check_after_the_test_suite(root: &Path) -> Result<(), String> {
+    sdk_spec(root, true)?;
+    beyond_the_test_suite(root)
+}
+
+fn beyond_the_test_suite(root: &Path) -> Result<(), String> {
     // Verifying the package builds it from the packaged files alone, which proves the spec
     // copy travels inside the crate.
     step::cargo(
@@ -80,11 +97,6 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
             "-p",
             "order-processor-client",
         ],
-    )?;
-    step::cargo(
-        root,
-        "consumer: the SDK against a live Order Processor",
-        &["test", "-p", "order-processor-client"],
     )?;
     provider(root)?;
     breaking::check(root)
@@ -113,7 +125,7 @@ fn sdk_spec(root: &Path, check: bool) -> Result<(), String> {
 
 fn provider(root: &Path) -> Result<(), String> {
     let tools = python::venv(root)?;
-    step::cargo(root, "build both services", &["build", "--bins"])?;
+    step::cargo(root, "build both services", &BUILD_SERVICES)?;
     let target = target_dir(root);
     let work = target.join("xtask-contract");
     let _ = fs::remove_dir_all(&work);

@@ -115,7 +115,7 @@ fn test() -> Result<(), String> {
     step::cargo(&root, "test suite", &["test", "--workspace"])?;
     // The bench is not a test, but a short run of it keeps it working.
     bench::smoke(&root)?;
-    contract::run(&root, true)?;
+    contract::check_after_the_test_suite(&root)?;
     swagger_ui::check(&root)?;
     manifests::check(&root)
 }

@@ -16,6 +16,12 @@ pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
+/// `cargo` arguments that build the debug binaries of both services and the bench's forwarder:
+/// the test suite's own build, which makes them all. After the suite it builds nothing; a
+/// `cargo build` would build the crate and many of its dependencies again, since cargo resolves
+/// their features anew for each selection of targets.
+pub const BUILD_SERVICES: [&str; 3] = ["test", "--workspace", "--no-run"];
+
 /// A free loopback port, found by binding port 0. The service binds it a moment later.
 pub fn free_port() -> Result<u16, String> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -14,7 +14,7 @@ use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
 use serde_json::{Value, json};
 
 use crate::{
-    services::{Service, free_port, request, target_dir, wait_until_up},
+    services::{BUILD_SERVICES, Service, free_port, request, target_dir, wait_until_up},
     step,
 };
 
@@ -37,11 +37,7 @@ pub fn check(root: &Path) -> Result<(), String> {
     let chromium = chromium()?;
     let target = target_dir(root);
     let modules = node_modules(&target)?;
-    step::cargo(
-        root,
-        "build the order processor",
-        &["build", "--bin", "order-processor"],
-    )?;
+    step::cargo(root, "build the services", &BUILD_SERVICES)?;
     let work = target.join("xtask-swagger-ui");
     let _ = fs::remove_dir_all(&work);
     let browser = |port: u16| {
