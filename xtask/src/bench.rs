@@ -775,11 +775,11 @@ fn start(
     let port_text = port.to_string();
     let data_dir = dir.display().to_string();
     let mut env = env.to_vec();
-    // As deployed: the manifests set neither LOG_FORMAT nor RUST_LOG.
+    // Logging as deployed: the manifests set LOG_FORMAT to json, and RUST_LOG not at all.
     env.extend([
         ("SERVER_PORT", port_text.as_str()),
         ("DATA_DIR", data_dir.as_str()),
-        ("LOG_FORMAT", "text"),
+        ("LOG_FORMAT", "json"),
     ]);
     let exec = Instant::now();
     let service = Service::start(name, binary, &env, dir)?;
