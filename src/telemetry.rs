@@ -40,12 +40,22 @@ impl Drop for Telemetry {
 /// codes would be noise.
 pub fn init(format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let lines = log_fmt::layer()
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal());
     let lines = match format {
-        LogFormat::Text => lines.boxed(),
-        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+        LogFormat::Text => log_fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
+        // json-subscriber writes the lines of tracing-subscriber's JSON format, but keeps a
+        // span's fields serialized: tracing-subscriber parses them back out of a string on
+        // every line and every field recorded, a fifth of the CPU of a `GET /orders/{id}`.
+        // The list of every span in scope would only repeat the request's span, since a line
+        // is logged within one span at most.
+        LogFormat::Json => json_subscriber::fmt::layer()
+            .with_target(false)
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
     };
     let subscriber = tracing_subscriber::registry().with(filter).with(lines);
     #[cfg(feature = "otlp")]

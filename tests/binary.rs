@@ -193,6 +193,8 @@ async fn each_request_logs_one_json_line_with_method_route_status_latency_and_re
     assert_eq!(line["status"], 404);
     assert!(line["latency"].is_string(), "{line}");
     assert_eq!(line["span"]["request_id"], "log-me-1", "{line}");
+    // The request's span once, not again in a list of the spans in scope.
+    assert!(line.get("spans").is_none(), "{line}");
 }
 
 #[tokio::test]
