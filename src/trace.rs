@@ -205,6 +205,39 @@ pub fn exported(_: &tracing::Span, trace: TraceContext) -> TraceContext {
     trace
 }
 
+/// The log span of a request, which every line logged while it is served carries, and the
+/// request's part of the trace as it is sent on (see `exported`).
+#[cfg(not(feature = "otlp"))]
+pub fn request_span(request_id: &str, trace: TraceContext) -> (tracing::Span, TraceContext) {
+    // Nothing is exported, so the ids are known before the span exists: given to it at once,
+    // they cost the log layer one pass, where recording each afterwards costs one pass each.
+    let span = tracing::info_span!(
+        "request",
+        request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        parent_id = trace.parent_id.map(tracing::field::display),
+    );
+    (span, trace)
+}
+
+/// The log span of a request, which every line logged while it is served carries, and the
+/// request's part of the trace as it is sent on (see `exported`).
+#[cfg(feature = "otlp")]
+pub fn request_span(request_id: &str, trace: TraceContext) -> (tracing::Span, TraceContext) {
+    // The exporter gives the span its ids once the span exists: they are recorded after.
+    let span = tracing::info_span!(
+        "request",
+        request_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+    );
+    let trace = exported(&span, trace);
+    trace.record(&span);
+    (span, trace)
+}
+
 /// What identifies the request being served on every call it makes: the headers that carry
 /// its trace and request id, written once here rather than on each call, as the calls of an
 /// order would each format the same `traceparent` again.

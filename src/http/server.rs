@@ -812,15 +812,7 @@ async fn log_request<E: Endpoint>(
         .find(request.uri().path())
         .map(|entry| entry.route.template);
     let route = template.unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        request_id = request_id.as_str(),
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-        parent_id = tracing::field::Empty,
-    );
-    let trace = trace::exported(&span, trace);
-    trace.record(&span);
+    let (span, trace) = trace::request_span(&request_id, trace);
     // A safe request id is visible ASCII, which a header value always takes.
     let request_id_header = HeaderValue::from_str(&request_id).ok();
     let context = RequestContext::new(trace, request_id_header.as_ref());
