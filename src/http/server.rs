@@ -231,40 +231,10 @@ async fn serve_metrics<E: Endpoint, P: From<Problem> + ToJSON>(
 /// their first request: the page inlines a 1.5 MB bundle and the document, and building them at
 /// start-up delayed readiness and kept them resident in every replica, browsed or not.
 fn docs<T: OpenApi + 'static>(spec: String, additions: fn() -> serde_json::Value) -> Route {
-    let document: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
-    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
-    let (title, version) = (
-        text(&document["info"]["title"]),
-        text(&document["info"]["version"]),
-    );
-    let description = document["info"]["description"].as_str().map(str::to_owned);
-    let servers: Vec<(String, Option<String>)> = document["servers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|server| {
-            let description = server["description"].as_str().map(str::to_owned);
-            (text(&server["url"]), description)
-        })
-        .collect();
-    let service = Arc::new(move || {
-        let mut service = OpenApiService::new(DocumentOf::<T>(PhantomData), &title, &version);
-        if let Some(description) = &description {
-            service = service.description(description);
-        }
-        for (url, description) in &servers {
-            let server = poem_openapi::ServerObject::new(url);
-            service = service.server(match description {
-                Some(description) => server.description(description),
-                None => server,
-            });
-        }
-        service
-    });
     let documents = Arc::new(Documents {
         spec,
         additions,
-        swagger_ui: Box::new(move || service().swagger_ui_html()),
+        swagger_ui: swagger_ui::<T>,
         json: OnceLock::new(),
         yaml: OnceLock::new(),
         page: OnceLock::new(),
@@ -294,13 +264,37 @@ fn docs<T: OpenApi + 'static>(spec: String, additions: fn() -> serde_json::Value
         )
 }
 
+/// Swagger UI's page over poem-openapi's document `spec`, from a service that declares the
+/// same title, version, description and servers.
+fn swagger_ui<T: OpenApi + 'static>(spec: &str) -> String {
+    let document: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+    let mut service = OpenApiService::new(
+        DocumentOf::<T>(PhantomData),
+        text(&document["info"]["title"]),
+        text(&document["info"]["version"]),
+    );
+    if let Some(description) = document["info"]["description"].as_str() {
+        service = service.description(description);
+    }
+    for server in document["servers"].as_array().into_iter().flatten() {
+        let object = poem_openapi::ServerObject::new(text(&server["url"]));
+        service = service.server(match server["description"].as_str() {
+            Some(description) => object.description(description),
+            None => object,
+        });
+    }
+    service.swagger_ui_html()
+}
+
 /// The served document in its three forms, each built once, on first use.
 struct Documents {
     /// poem-openapi's document, as JSON.
     spec: String,
     additions: fn() -> serde_json::Value,
-    /// Swagger UI's page over poem-openapi's document.
-    swagger_ui: Box<dyn Fn() -> String + Send + Sync>,
+    /// Swagger UI's page over poem-openapi's document, given that document: reading the
+    /// document's title and servers out of it is left to the page's first request.
+    swagger_ui: fn(&str) -> String,
     json: OnceLock<String>,
     yaml: OnceLock<String>,
     page: OnceLock<String>,
@@ -326,7 +320,7 @@ impl Documents {
     /// verbatim: that text is replaced by the served one.
     fn page(&self) -> &str {
         self.page
-            .get_or_init(|| (self.swagger_ui)().replacen(&self.spec, self.json(), 1))
+            .get_or_init(|| (self.swagger_ui)(&self.spec).replacen(&self.spec, self.json(), 1))
     }
 }
 
