@@ -6,10 +6,10 @@ use quote::ToTokens;
 
 use crate::spec::Problem;
 
-/// What a client holds besides its base URL and connection pool, for its hooks to add to
-/// every request (the caller's credentials), defined once by the crate that includes the
+/// What a client holds besides its base URL, for its hooks: how its requests are sent and
+/// what each carries (the caller's credentials), defined once by the crate that includes the
 /// generated code.
-const CLIENT_STATE_TYPE: &str = "crate::storage::http::Credentials";
+const CLIENT_STATE_TYPE: &str = "crate::storage::http::Channel";
 
 pub(crate) fn generate(spec: &OpenAPI) -> Result<TokenStream, Problem> {
     let state: syn::Path =

@@ -23,6 +23,8 @@ use crate::http::wire::same_variants;
 use crate::metrics;
 use crate::watched::WatchedFile;
 
+pub use super::channel::Channel;
+use super::channel::Unanswered;
 use super::resilience::{self, Breaker, Failure, RetryPolicy};
 
 /// The problem `type` of a take refused for lack of stock; every other 409 is a conflict.
@@ -112,11 +114,6 @@ pub fn open_token(path: &str) -> Result<StorageToken, crate::config::ConfigError
     })
 }
 
-/// What the generated client holds for its hooks: the token that every request, each retry
-/// included, carries to the Storage Service, when one is set.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials(Option<Arc<StorageToken>>);
-
 /// The order store, [`OrderStore`], implemented by a remote Storage
 /// Service. Clones share one connection pool and one circuit breaker.
 #[derive(Debug, Clone)]
@@ -136,20 +133,11 @@ impl HttpStorage {
                 "attempts must be at least 1",
             ));
         }
-        let http = reqwest::ClientBuilder::new()
-            .connect_timeout(config.connect_timeout)
-            // Each attempt is bounded by `call`, within the request's deadline; this bound
-            // only catches a call made outside of it.
-            .timeout(config.retry.attempt_timeout)
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            // reqwest's own policy retries only refusals of HTTP/2 and HTTP/3, which this
-            // build does not speak, yet copies every request before sending it in case; the
-            // calls have their retries in `call`.
-            .retry(reqwest::retry::never().max_retries_per_request(0))
-            .build()?;
+        // reqwest only builds the requests; the channel sends them, and each attempt is
+        // bounded by `call`, within the request's deadline.
+        let requests = reqwest::ClientBuilder::new().build()?;
         Ok(Self {
-            client: Client::new_with_client(&base_url, http, Credentials::default()),
+            client: Client::new_with_client(&base_url, requests, Channel::new(&config)),
             retry: config.retry,
             breaker: Arc::new(Breaker::new(
                 config.breaker_threshold,
@@ -164,7 +152,7 @@ impl HttpStorage {
         let client = Client::new_with_client(
             self.client.baseurl(),
             self.client.client().clone(),
-            Credentials(token),
+            self.client.inner().clone().with_token(token),
         );
         Self { client, ..self }
     }
@@ -180,8 +168,8 @@ impl HttpStorage {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<ResponseValue<T>, ClientError<types::Problem>>>,
     {
-        // Boxed: a call holds reqwest's future (about 1.7 KB) and a timer, which every future
-        // that awaits it would hold and move again.
+        // Boxed: a call holds the generated request's future (about 1.7 KB) and a timer,
+        // which every future that awaits it would hold and move again.
         Box::pin(self.attempts(operation, send)).await
     }
 
@@ -247,19 +235,43 @@ fn error_kind(err: &StorageError) -> &'static str {
 
 /// Every request the client builds, each retry included, carries the trace and request id of
 /// the request being served (see [`crate::trace`]) and the storage token, when one is set, as
-/// its file holds it now. progenitor calls this implementation on `Client` in place of its
-/// default one on `&Client`.
-impl ClientHooks<Credentials> for Client {
+/// its file holds it now, and is sent over the client's [`Channel`]. progenitor calls this
+/// implementation on `Client` in place of its default one on `&Client`.
+impl ClientHooks<Channel> for Client {
     async fn pre<E>(
         &self,
         request: &mut reqwest::Request,
         _: &OperationInfo,
     ) -> Result<(), ClientError<E>> {
         crate::trace::inject(request.headers_mut());
-        if let Some(token) = &self.inner().0 {
+        if let Some(token) = &self.inner().token {
             request
                 .headers_mut()
                 .insert(AUTHORIZATION, HeaderValue::clone(&token.current()));
+        }
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        request: reqwest::Request,
+        _: &OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.inner().send(request).await
+    }
+
+    /// A request that got no answer fails here, before the generated client reads the
+    /// stand-in answer that carries its failure as if the Storage Service had sent it.
+    async fn post<E>(
+        &self,
+        result: &reqwest::Result<reqwest::Response>,
+        _: &OperationInfo,
+    ) -> Result<(), ClientError<E>> {
+        if let Ok(answer) = result
+            && let Some(failure) = Unanswered::of(answer)
+        {
+            let stand_in = failure.clone().stand_in(answer.url().clone());
+            return Err(ClientError::UnexpectedResponse(stand_in));
         }
         Ok(())
     }
@@ -271,7 +283,9 @@ fn answer_head(
 ) -> Option<(StatusCode, &reqwest::header::HeaderMap)> {
     match err {
         ClientError::ErrorResponse(answer) => Some((answer.status(), answer.headers())),
-        ClientError::UnexpectedResponse(response) => Some((response.status(), response.headers())),
+        ClientError::UnexpectedResponse(response) if Unanswered::of(response).is_none() => {
+            Some((response.status(), response.headers()))
+        }
         _ => None,
     }
 }
@@ -290,8 +304,8 @@ fn checked_base_url(base_url: &str) -> Result<String, HttpStorageSetupError> {
         reason: reason.to_owned(),
     };
     let url = reqwest::Url::parse(base_url).map_err(|err| invalid(&err.to_string()))?;
-    // reqwest is built without a TLS feature: an https URL would fail on every call with a
-    // connect error, which looks transient and would be retried for nothing.
+    // This build has no TLS: an https URL would fail on every call with a connect error,
+    // which looks transient and would be retried for nothing.
     if url.scheme() != "http" {
         return Err(invalid(
             "the scheme must be http (this build has no TLS support)",
@@ -496,11 +510,15 @@ fn classify(err: ClientError<types::Problem>) -> StorageError {
             let status = answer.status();
             classify_problem(status, &answer.into_inner())
         }
-        ClientError::UnexpectedResponse(response) if is_refusal_of_the_token(response.status()) => {
-            token_refused(response.status())
-        }
         ClientError::UnexpectedResponse(response) => {
+            // No answer at all: a refused, reset or closed connection.
+            if let Some(failure) = Unanswered::of(&response) {
+                return StorageError::Unavailable(failure.clone().into());
+            }
             let status = response.status();
+            if is_refusal_of_the_token(status) {
+                return token_refused(status);
+            }
             let cause = Answer(format!("undocumented status {status}"));
             if is_transient(status) {
                 StorageError::Unavailable(cause.into())
@@ -513,7 +531,7 @@ fn classify(err: ClientError<types::Problem>) -> StorageError {
         ClientError::CommunicationError(err) if err.is_builder() || err.is_redirect() => {
             StorageError::Failed(err.into())
         }
-        // No answer, or one cut short: refused or reset connection, timeout.
+        // An answer cut short while its body was read.
         ClientError::CommunicationError(err) | ClientError::ResponseBodyError(err) => {
             StorageError::Unavailable(err.into())
         }
@@ -1150,5 +1168,106 @@ mod tests {
             HttpStorage::new("http://storage", no_attempts),
             Err(HttpStorageSetupError::InvalidConfig(_))
         ));
+    }
+
+    /// A client of a Storage Service at `port` of loopback, with `attempts` attempts a call.
+    fn storage_at(port: u16, attempts: u32) -> HttpStorage {
+        let defaults = HttpStorageConfig::default();
+        let config = HttpStorageConfig {
+            retry: RetryPolicy {
+                attempts,
+                ..defaults.retry
+            },
+            ..defaults
+        };
+        HttpStorage::new(&format!("http://127.0.0.1:{port}"), config).expect("a valid base URL")
+    }
+
+    /// A Storage Service that reads each request's head and writes `answer`, then closes the
+    /// connection; it counts the requests it took.
+    async fn answering_with(answer: &'static [u8]) -> (u16, Arc<std::sync::atomic::AtomicU32>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut head = Vec::new();
+                let mut buffer = [0; 1024];
+                while !head.windows(4).any(|end| end == b"\r\n\r\n") {
+                    match connection.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = connection.write_all(answer).await;
+            }
+        });
+        (port, requests)
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_and_says_so() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Nothing listens on the port any more.
+        let err = storage_at(port, 1)
+            .order(OrderId(uuid::Uuid::nil()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+        let text = chain(&err);
+        assert!(
+            text.contains("no answer from the Storage Service"),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("connection refused"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_unanswered_is_unavailable_and_tried_again() {
+        let (port, requests) = answering_with(b"").await;
+        let err = storage_at(port, 2)
+            .order(OrderId(uuid::Uuid::nil()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+        assert!(chain(&err).contains("no answer from the Storage Service"));
+        assert_eq!(requests.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_short_is_unavailable() {
+        let (port, _) = answering_with(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n{\"id\":",
+        )
+        .await;
+        let err = storage_at(port, 1)
+            .order(OrderId(uuid::Uuid::nil()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+        assert!(!chain(&err).contains("no answer"), "{}", chain(&err));
+    }
+
+    #[tokio::test]
+    async fn an_undocumented_answer_is_read_as_the_storage_sent_it() {
+        let (port, _) =
+            answering_with(b"HTTP/1.1 418 I'm a teapot\r\ncontent-length: 0\r\n\r\n").await;
+        let err = storage_at(port, 1)
+            .order(OrderId(uuid::Uuid::nil()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Failed(_)), "{err:?}");
+        assert!(
+            chain(&err).contains("undocumented status 418"),
+            "{}",
+            chain(&err)
+        );
     }
 }

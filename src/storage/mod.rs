@@ -1,5 +1,6 @@
 //! Adapters of the storage port.
 
+mod channel;
 mod cursor;
 mod demo;
 pub mod http;

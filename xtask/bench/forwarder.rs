@@ -1,15 +1,15 @@
 //! The bench's floor for `GET /orders/{id}`: a bare forwarder on the stack the Order Processor
-//! is built on (hyper serving HTTP/1.1, reqwest calling the Storage Service, one Tokio
-//! worker), with none of the service around it: no routing, validation, JSON, access log,
-//! metrics, tracing, limits or retries. What it spends per request is the least any service
-//! on this stack can spend on a request that makes one storage call, so the bench reports
-//! it beside the Order Processor's figure.
+//! is built on (hyper serving HTTP/1.1, the storage call built by reqwest and sent over the
+//! Order Processor's own `Channel`, one Tokio worker), with none of the service around it: no
+//! routing, validation, JSON, access log, metrics, tracing, limits or retries. What it spends
+//! per request is the least any service on this stack can spend on a request that makes one
+//! storage call, so the bench reports it beside the Order Processor's figure.
 //!
 //! `SERVER_PORT` is the port to listen on (loopback), `STORAGE_SERVICE_URL` the Storage
 //! Service; `GET /health/ready` answers 200, any other `GET` is sent on to the Storage
 //! Service and its status and body are answered as they come.
 
-use std::{convert::Infallible, net::Ipv4Addr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::Ipv4Addr, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,6 +17,7 @@ use hyper::{
     Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn,
 };
 use hyper_util::rt::TokioIo;
+use order_processor::storage::http::Channel;
 
 type Body = Full<Bytes>;
 
@@ -43,14 +44,10 @@ async fn serve() {
         .expect("STORAGE_SERVICE_URL: the Storage Service")
         .trim_end_matches('/')
         .into();
-    // The Order Processor's pool settings (`HttpStorageConfig::default`).
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(128)
-        .build()
-        .expect("a reqwest client");
+    // As the Order Processor's storage client: reqwest builds the requests, the channel sends
+    // them (pool settings of `HttpStorageConfig::default`).
+    let client = reqwest::Client::new();
+    let channel = Channel::default();
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
         .expect("a free port");
@@ -58,10 +55,11 @@ async fn serve() {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (client, storage) = (client.clone(), storage.clone());
+        let (client, channel, storage) = (client.clone(), channel.clone(), storage.clone());
         tokio::spawn(async move {
-            let service =
-                service_fn(move |request| forward(client.clone(), storage.clone(), request));
+            let service = service_fn(move |request| {
+                forward(client.clone(), channel.clone(), storage.clone(), request)
+            });
             // A connection that breaks ends here; the bench counts its errors from wrk.
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -72,6 +70,7 @@ async fn serve() {
 
 async fn forward(
     client: reqwest::Client,
+    channel: Channel,
     storage: Arc<str>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -79,7 +78,11 @@ async fn forward(
     if path == "/health/ready" {
         return Ok(Response::new(Body::default()));
     }
-    let answer = match client.get(format!("{storage}{path}")).send().await {
+    let Ok(request) = client.get(format!("{storage}{path}")).build() else {
+        return Ok(status(StatusCode::BAD_GATEWAY));
+    };
+    // A request that got no answer comes back as the channel's stand-in, a 502.
+    let answer = match channel.send(request).await {
         Ok(answer) => answer,
         Err(_) => return Ok(status(StatusCode::BAD_GATEWAY)),
     };

@@ -379,9 +379,7 @@ impl Group {
         match self {
             Group::ThroughStorage => "Order Processor through the Storage Service",
             Group::ThroughPostgres => "Order Processor through the Storage Service on PostgreSQL",
-            Group::Floor => {
-                "reference: a bare hyper and reqwest forwarder in place of the Order Processor"
-            }
+            Group::Floor => "reference: a bare hyper forwarder in place of the Order Processor",
             Group::StorageAlone => "reference: the Storage Service alone, three calls an order",
             Group::Embedded => "reference: the Order Processor on its embedded store",
         }

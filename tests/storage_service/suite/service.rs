@@ -7,7 +7,7 @@ use order_processor::{
     domain::storage::{Catalogue, OrderStore},
     generated::storage_service::client::{Client, Error, ResponseValue, types},
     http::{server::Running, storage_api::spawn_reference_storage},
-    storage::http::Credentials,
+    storage::http::Channel,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -131,7 +131,7 @@ pub(super) async fn start_over<S: OrderStore + Catalogue>(
     let url = server.url();
     Service {
         // The reference service in these tests checks no token: the client sends none.
-        client: Client::new(&url, Credentials::default()),
+        client: Client::new(&url, Channel::default()),
         http: reqwest::Client::new(),
         url,
         _server: server,
