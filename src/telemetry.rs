@@ -2,6 +2,8 @@
 //! with its whole chain of sources. Built with the `otlp` feature, it also exports the spans
 //! of requests to an OpenTelemetry collector when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
+mod json_lines;
+
 use std::{error::Error, fmt, io::IsTerminal};
 
 use tracing_subscriber::{
@@ -45,17 +47,7 @@ pub fn init(format: LogFormat) -> Telemetry {
             .with_target(false)
             .with_ansi(std::io::stdout().is_terminal())
             .boxed(),
-        // json-subscriber writes the lines of tracing-subscriber's JSON format, but keeps a
-        // span's fields serialized, where tracing-subscriber parses them back out of a string
-        // on every line and every field recorded: a sixth of the instructions of a
-        // `GET /orders/{id}`. The list of every span in scope would only repeat the request's
-        // span, since a line is logged within one span at most.
-        LogFormat::Json => json_subscriber::fmt::layer()
-            .with_target(false)
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
+        LogFormat::Json => json_lines::JsonLines::new(std::io::stdout).boxed(),
     };
     let subscriber = tracing_subscriber::registry().with(filter).with(lines);
     #[cfg(feature = "otlp")]
