@@ -96,6 +96,12 @@ impl EventFields<'_> {
         self.0.push(b':');
         Some(self.0)
     }
+
+    fn member<T: serde::Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
+        if let Some(line) = self.key(field) {
+            write_json(line, value);
+        }
+    }
 }
 
 impl Visit for EventFields<'_> {
@@ -106,33 +112,23 @@ impl Visit for EventFields<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if let Some(line) = self.key(field) {
-            write_json(line, value);
-        }
+        self.member(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if let Some(line) = self.key(field) {
-            write_json(line, &value);
-        }
+        self.member(field, &value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if let Some(line) = self.key(field) {
-            write_json(line, &value);
-        }
+        self.member(field, &value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if let Some(line) = self.key(field) {
-            write_json(line, &value);
-        }
+        self.member(field, &value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if let Some(line) = self.key(field) {
-            write_json(line, &value);
-        }
+        self.member(field, &value);
     }
 }
 
