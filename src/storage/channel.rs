@@ -5,8 +5,8 @@
 //! `ClientHooks::exec`). reqwest's sending wraps hyper-util's client in tower layers for
 //! redirects, retries and timeouts that these calls do not use (the Storage Service answers
 //! no redirect; `resilience::call` retries and bounds each attempt), and parses the URL
-//! again on the way out and on the way back: under callgrind, about 27 k instructions a call
-//! of a bare forwarder, 42.7 k against 69.7 k.
+//! again on the way out and on the way back: under callgrind, the bench's bare forwarder
+//! spends 45.9 k instructions a `GET` sending this way, 69.7 k through reqwest.
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,8 +60,8 @@ impl Channel {
         Self { token, ..self }
     }
 
-    /// Sends `request` and answers what came back. A request that got no answer (a refused,
-    /// reset or closed connection) comes back as a stand-in answer that carries the failure,
+    /// Sends `request` and answers what came back. A request that got no answer (a connection
+    /// refused, not opened in time, or closed before the answer) comes back as a stand-in answer that carries the failure,
     /// [`Unanswered`], in its extensions, since `ClientHooks::exec` must fail with a
     /// `reqwest::Error`, which only reqwest can make; the `post` hook turns it into an error
     /// before the generated client reads the answer.
