@@ -10,17 +10,18 @@ use std::{
     io,
     marker::PhantomData,
     net::SocketAddr,
+    panic::AssertUnwindSafe,
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited, combinators::BoxBody};
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
     error::ReadBodyError,
     http::{HeaderValue, Method, StatusCode, header},
-    middleware::CatchPanic,
 };
 use poem_openapi::{OpenApi, OpenApiService, types::ToJSON};
 use tokio::{
@@ -148,49 +149,246 @@ where
     // Installed before the first request, so that nothing the service records is lost.
     metrics::handle();
     let spec = api.spec();
-    let routes = Arc::new(RouteTable::new(routes));
-    let router = docs::<T>(spec, document_additions).nest("/", api);
-    let allow_routes = routes.clone();
-    router
-        .around({
-            let routes = routes.clone();
-            move |endpoint, request| {
-                let routes = routes.clone();
-                async move { authorize::<_, P>(endpoint, request, &routes).await }
+    Middleware {
+        inner: docs::<T>(spec, document_additions).nest("/", api),
+        routes: RouteTable::new(routes),
+        problem: PhantomData::<fn() -> P>,
+    }
+}
+
+/// The shared middleware around the routes `inner`, in the order it takes a request:
+/// `GET /metrics` ([`serve_metrics`]); the request id, trace, access log and request metrics
+/// ([`Middleware::log_request`]); the server's limits ([`Middleware::admit`]); a panic answered
+/// as a Problem; the bearer tokens ([`Middleware::authorize`]); the declared headers
+/// ([`invalid_header`]); every error of `inner` answered as a Problem ([`error_response`]).
+/// One endpoint rather than a stack of poem's `around` layers: each layer held the future of
+/// the next and moved it again, and looked the route up again, which cost an order about a
+/// tenth of its instructions.
+struct Middleware<E, P> {
+    inner: E,
+    routes: RouteTable,
+    problem: PhantomData<fn() -> P>,
+}
+
+impl<E: Endpoint, P: From<Problem> + ToJSON> Endpoint for Middleware<E, P> {
+    type Output = Response;
+
+    async fn call(&self, request: Request) -> poem::Result<Response> {
+        if request.uri().path() == METRICS_PATH {
+            return Ok(serve_metrics::<P>(&request));
+        }
+        Ok(self.log_request(request).await)
+    }
+}
+
+impl<E: Endpoint, P: From<Problem> + ToJSON> Middleware<E, P> {
+    /// Gives the request an id (the caller's `X-Request-Id` when it has a safe form, a fresh
+    /// one otherwise) and a span of the caller's trace (its `traceparent` when valid, a new
+    /// trace otherwise); runs it in a log span that carries both, with both carried on to
+    /// every storage call; echoes the request id, and logs one line with method, route,
+    /// status and latency, and records the same in the request metrics. The method is the
+    /// only field taken from the client as it came: it is cut to a few characters, and logged
+    /// as a string value, which the text format quotes and escapes.
+    async fn log_request(&self, request: Request) -> Response {
+        let started = Instant::now();
+        let _in_flight = metrics::InFlight::enter();
+        let request_id = trace::request_id_from(request.headers());
+        let trace = TraceContext::continuing(Traceparent::from_headers(request.headers()));
+        let method = request.method().clone();
+        let route = self.routes.find(request.uri().path());
+        let template = route.map(|entry| entry.route.template);
+        let (span, trace) = trace::request_span(&request_id, trace);
+        // A safe request id is visible ASCII, which a header value always takes.
+        let request_id_header = HeaderValue::from_str(&request_id).ok();
+        let context = RequestContext::new(trace, request_id_header.as_ref());
+        // Boxed here so that the rest of the request, the largest future of the stack, is
+        // moved once into the heap rather than with each future around it.
+        let mut response = trace::within(context, Box::pin(self.admit(request, route)))
+            .instrument(span.clone())
+            .await;
+        let status = response.status().as_u16();
+        let latency = started.elapsed();
+        span.in_scope(|| {
+            let method = clipped(method.as_str(), MAX_LOGGED_METHOD_CHARS);
+            tracing::info!(
+                method = &*method,
+                route = template.unwrap_or("-"),
+                status,
+                ?latency,
+                "request"
+            );
+        });
+        metrics::request_answered(
+            template.unwrap_or("unmatched"),
+            metrics::method_label(&method),
+            status,
+            latency,
+        );
+        if let Some(value) = request_id_header {
+            response.headers_mut().insert(trace::REQUEST_ID, value);
+        }
+        response
+    }
+
+    /// Holds a request to the limits of the server that serves it: a head within
+    /// `max_uri_bytes` (414) and `max_header_bytes` (431); a place among the requests in
+    /// progress (503 at once when there is none, except for the health endpoints); a body of
+    /// at most `MAX_BODY_BYTES` (413), whether announced or chunked, read within
+    /// `body_read_timeout` (408); and an answer within `request_deadline` (503).
+    async fn admit(&self, mut request: Request, route: Option<&RouteEntry>) -> Response {
+        let Some(admission) = request.data::<Arc<Admission>>().cloned() else {
+            return self.guard(request, route, None).await;
+        };
+        let limits = &admission.limits;
+        let uri_bytes = target_bytes(request.uri());
+        if uri_bytes > limits.max_uri_bytes {
+            metrics::refused(Refusal::UriTooLong);
+            return problem_response::<P>(Problem::new(
+                problem::URI_TOO_LONG,
+                format!(
+                    "the request target is longer than {} bytes",
+                    limits.max_uri_bytes
+                ),
+            ));
+        }
+        if head_bytes(&request, uri_bytes) > limits.max_header_bytes {
+            metrics::refused(Refusal::HeadersTooLarge);
+            return problem_response::<P>(Problem::new(
+                problem::HEADERS_TOO_LARGE,
+                format!(
+                    "the request head is larger than {} bytes",
+                    limits.max_header_bytes
+                ),
+            ));
+        }
+        let _in_flight = if HEALTH_PATHS.contains(&request.uri().path()) {
+            None
+        } else {
+            match admission.in_flight.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::refused(Refusal::Overloaded);
+                    return problem_response::<P>(Problem::new(
+                        problem::OVERLOADED,
+                        "too many requests are in progress; retry after the given delay",
+                    ));
+                }
             }
-        })
-        .catch_all_error(move |err: poem::Error| {
-            let routes = allow_routes.clone();
-            async move { error_response::<P>(&err, &routes) }
-        })
-        .with(CatchPanic::new().with_handler(|_| {
-            problem_response::<P>(Problem::new(
+        };
+        let answer = async {
+            let announced = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u64>().ok());
+            if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+                return body_too_large::<P>();
+            }
+            let body = whole_body(request.take_body());
+            match tokio::time::timeout(limits.body_read_timeout, body).await {
+                Ok(Ok(bytes)) => request.set_body(Body::from(bytes)),
+                Ok(Err(ReadBodyError::PayloadTooLarge)) => return body_too_large::<P>(),
+                Ok(Err(err)) => return error_response::<P>(&err.into(), route),
+                Err(_) => {
+                    metrics::refused(Refusal::RequestTimeout);
+                    let mut response = problem_response::<P>(Problem::new(
+                        problem::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {} ms",
+                            limits.body_read_timeout.as_millis()
+                        ),
+                    ));
+                    // The rest of the body may still be on its way: the connection cannot
+                    // carry another request.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return response;
+                }
+            }
+            self.guard(request, route, admission.access.as_deref())
+                .await
+        };
+        // The calls a request makes end a tenth of its deadline early, so that the handler
+        // still answers with what it knows (the order it recorded) before the cut below.
+        let inner_deadline = tokio::time::Instant::now() + limits.request_deadline.mul_f64(0.9);
+        let answer = crate::deadline::within(inner_deadline, answer);
+        match tokio::time::timeout(limits.request_deadline, answer).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                metrics::refused(Refusal::DeadlineExceeded);
+                tracing::warn!(deadline = ?limits.request_deadline, "the request did not finish within its deadline");
+                problem_response::<P>(Problem::new(
+                    problem::DEADLINE_EXCEEDED,
+                    format!(
+                        "the request did not finish within {} ms; retry after the given delay",
+                        limits.request_deadline.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Answers a panic of what follows as a Problem.
+    async fn guard(
+        &self,
+        request: Request,
+        route: Option<&RouteEntry>,
+        verifier: Option<&Verifier>,
+    ) -> Response {
+        match AssertUnwindSafe(self.authorize(request, route, verifier))
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => problem_response::<P>(Problem::new(
                 problem::INTERNAL,
                 "an unexpected error occurred",
-            ))
-        }))
-        .around(|endpoint, request| admit::<_, P>(endpoint, request))
-        .around(move |endpoint, request| {
-            let routes = routes.clone();
-            async move { log_request(endpoint, request, &routes).await }
-        })
-        .around(|endpoint, request| serve_metrics::<_, P>(endpoint, request))
+            )),
+        }
+    }
+
+    /// Holds the operations that the API's `ROUTES` protect to a bearer token holding their
+    /// scopes, when the server checks tokens (`verifier`): `401` without a valid one, `403`
+    /// without a scope. Runs the rest of the request with the verified caller as
+    /// [`access::caller`].
+    async fn authorize(
+        &self,
+        request: Request,
+        route: Option<&RouteEntry>,
+        verifier: Option<&Verifier>,
+    ) -> Response {
+        let needed = verifier
+            .zip(route)
+            .and_then(|(_, entry)| required_scopes(entry, &request));
+        let caller = match (verifier, needed) {
+            (Some(verifier), Some(needed)) => match authenticate(verifier, &request, needed) {
+                Ok(principal) => Some(principal),
+                Err(denied) => return denied.response::<P>(verifier.audience(), needed),
+            },
+            _ => None,
+        };
+        access::within(caller, self.route(request, route)).await
+    }
+
+    /// Refuses a declared header that poem would misread ([`invalid_header`]), then answers
+    /// from the routes, every error of theirs as a Problem.
+    async fn route(&self, request: Request, route: Option<&RouteEntry>) -> Response {
+        if let Some(problem) = route.and_then(|entry| invalid_header(entry, &request)) {
+            return problem_response::<P>(problem);
+        }
+        match self.inner.call(request).await {
+            Ok(answer) => answer.into_response(),
+            Err(err) => error_response::<P>(&err, route),
+        }
+    }
 }
 
 /// Answers `GET /metrics` ahead of the rest of the middleware: a scrape is neither shed nor
 /// held to the deadline, so that the metrics of a saturated replica can still be read, and
 /// it is neither counted nor logged, so that scraping does not show up in what it measures.
 /// When the server has a [`MetricsToken`], it must come as `Authorization: Bearer <token>`.
-async fn serve_metrics<E: Endpoint, P: From<Problem> + ToJSON>(
-    endpoint: Arc<E>,
-    request: Request,
-) -> poem::Result<Response> {
-    if request.uri().path() != METRICS_PATH {
-        return endpoint
-            .call(request)
-            .await
-            .map(IntoResponse::into_response);
-    }
+fn serve_metrics<P: From<Problem> + ToJSON>(request: &Request) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let mut response = problem_response::<P>(Problem::new(
             problem::METHOD_NOT_ALLOWED,
@@ -199,7 +397,7 @@ async fn serve_metrics<E: Endpoint, P: From<Problem> + ToJSON>(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return Ok(response);
+        return response;
     }
     let token = request
         .data::<Arc<Admission>>()
@@ -217,12 +415,12 @@ async fn serve_metrics<E: Endpoint, P: From<Problem> + ToJSON>(
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Ok(response);
+            return response;
         }
     }
-    Ok(Response::builder()
+    Response::builder()
         .content_type(metrics::CONTENT_TYPE)
-        .body(metrics::render()))
+        .body(metrics::render())
 }
 
 /// The documentation routes: the document at `/openapi.json` and `/openapi.yaml`, and
@@ -384,7 +582,12 @@ pub fn problem_response<P: From<Problem> + ToJSON>(problem: Problem) -> Response
     response
 }
 
-fn error_response<P: From<Problem> + ToJSON>(err: &poem::Error, routes: &RouteTable) -> Response {
+/// The Problem answer to an error of the routes: an unknown path, a method the path does not
+/// answer (with its `Allow`), a request the operation could not read, or any other.
+fn error_response<P: From<Problem> + ToJSON>(
+    err: &poem::Error,
+    route: Option<&RouteEntry>,
+) -> Response {
     match err.status() {
         StatusCode::NOT_FOUND => {
             problem_response::<P>(Problem::new(problem::NOT_FOUND, "no resource at this path"))
@@ -394,11 +597,7 @@ fn error_response<P: From<Problem> + ToJSON>(err: &poem::Error, routes: &RouteTa
                 problem::METHOD_NOT_ALLOWED,
                 "this path does not answer this method",
             ));
-            if let Some(allow) = err
-                .downcast_ref::<RequestPath>()
-                .and_then(|path| routes.find(&path.0))
-                .and_then(|entry| allow_header(entry.route.methods))
-            {
+            if let Some(allow) = route.and_then(|entry| allow_header(entry.route.methods)) {
                 response.headers_mut().insert(header::ALLOW, allow);
             }
             response
@@ -421,47 +620,13 @@ fn allow_header(methods: &[Method]) -> Option<HeaderValue> {
     HeaderValue::from_str(&names.join(", ")).ok()
 }
 
-/// The path of a request whose method is not allowed, carried to the error handler.
-#[derive(Debug, thiserror::Error)]
-#[error("method not allowed")]
-struct RequestPath(String);
-
-/// Holds the operations that the API's `ROUTES` protect to a bearer token holding their
-/// scopes, when the server checks tokens: `401` without a valid one, `403` without a scope.
-/// Runs the rest of the request with the verified caller as [`access::caller`].
-async fn authorize<E: Endpoint, P: From<Problem> + ToJSON>(
-    endpoint: Arc<E>,
-    request: Request,
-    routes: &RouteTable,
-) -> poem::Result<Response> {
-    let verifier = request
-        .data::<Arc<Admission>>()
-        .and_then(|admission| admission.access.clone());
-    let needed = verifier
-        .as_ref()
-        .and_then(|_| required_scopes(routes, &request));
-    let caller = match (verifier, needed) {
-        (Some(verifier), Some(needed)) => match authenticate(&verifier, &request, needed) {
-            Ok(principal) => Some(principal),
-            Err(denied) => return Ok(denied.response::<P>(verifier.audience(), needed)),
-        },
-        _ => None,
-    };
-    // Boxed so that the operation's future, the largest below the access log's box, is moved
-    // once into the heap rather than with the scope and this future around it: unboxed, it
-    // took a third more of a worker's stack in a debug build.
-    let answer = Box::pin(check_request::<_, P>(endpoint, request, routes));
-    access::within(caller, answer).await
-}
-
 /// The scopes the request's operation needs, or `None` when it is open. A `HEAD` is answered
 /// by the `GET` of its path, and needs what that needs.
-fn required_scopes(routes: &RouteTable, request: &Request) -> Option<&'static [&'static str]> {
+fn required_scopes(entry: &RouteEntry, request: &Request) -> Option<&'static [&'static str]> {
     let method = match *request.method() {
         Method::HEAD => &Method::GET,
         ref method => method,
     };
-    let entry = routes.find(request.uri().path())?;
     entry
         .route
         .security
@@ -564,46 +729,22 @@ impl Denied {
     }
 }
 
-/// Refuses what poem would let through or answer outside the documented shape: a declared
-/// header parameter whose value is not visible ASCII, which poem would read as absent (an
-/// `Idempotency-Key` silently dropped). Turns a 405 into an error that knows its path.
-async fn check_request<E: Endpoint, P: From<Problem> + ToJSON>(
-    endpoint: Arc<E>,
-    request: Request,
-    routes: &RouteTable,
-) -> poem::Result<Response> {
-    if let Some(entry) = routes.find(request.uri().path()) {
-        for (_, name) in entry
-            .route
-            .headers
-            .iter()
-            .filter(|(method, _)| method == request.method())
-        {
-            if request
+/// The Problem of a declared header parameter of the request's operation whose value is not
+/// visible ASCII, which poem would read as absent (an `Idempotency-Key` silently dropped).
+fn invalid_header(entry: &RouteEntry, request: &Request) -> Option<Problem> {
+    entry
+        .route
+        .headers
+        .iter()
+        .filter(|(method, _)| method == request.method())
+        .find(|(_, name)| {
+            request
                 .headers()
                 .get_all(*name)
                 .iter()
                 .any(|value| value.to_str().is_err())
-            {
-                return Ok(problem_response::<P>(Problem::invalid_field(
-                    name,
-                    "must hold visible ASCII characters only",
-                )));
-            }
-        }
-    }
-    let path = request.uri().path().to_owned();
-    endpoint
-        .call(request)
-        .await
-        .map(IntoResponse::into_response)
-        .map_err(|err| {
-            if err.status() == StatusCode::METHOD_NOT_ALLOWED {
-                poem::Error::new(RequestPath(path), StatusCode::METHOD_NOT_ALLOWED)
-            } else {
-                err
-            }
         })
+        .map(|(_, name)| Problem::invalid_field(name, "must hold visible ASCII characters only"))
 }
 
 /// What the server that serves the application admits: handed to the application with each
@@ -615,115 +756,6 @@ struct Admission {
     metrics_token: Option<MetricsToken>,
     /// Checks the tokens of protected operations; `None`: access is open.
     access: Option<Arc<Verifier>>,
-}
-
-/// Holds a request to the limits of the server that serves it: a head within
-/// `max_uri_bytes` (414) and `max_header_bytes` (431); a place among the requests in
-/// progress (503 at once when there is none, except for the health endpoints); a body of at
-/// most `MAX_BODY_BYTES` (413), whether announced or chunked, read within
-/// `body_read_timeout` (408); and an answer within `request_deadline` (503).
-async fn admit<E: Endpoint, P: From<Problem> + ToJSON>(
-    endpoint: Arc<E>,
-    mut request: Request,
-) -> poem::Result<Response> {
-    let Some(admission) = request.data::<Arc<Admission>>().cloned() else {
-        return endpoint
-            .call(request)
-            .await
-            .map(IntoResponse::into_response);
-    };
-    let limits = &admission.limits;
-    let uri_bytes = target_bytes(request.uri());
-    if uri_bytes > limits.max_uri_bytes {
-        metrics::refused(Refusal::UriTooLong);
-        return Ok(problem_response::<P>(Problem::new(
-            problem::URI_TOO_LONG,
-            format!(
-                "the request target is longer than {} bytes",
-                limits.max_uri_bytes
-            ),
-        )));
-    }
-    if head_bytes(&request, uri_bytes) > limits.max_header_bytes {
-        metrics::refused(Refusal::HeadersTooLarge);
-        return Ok(problem_response::<P>(Problem::new(
-            problem::HEADERS_TOO_LARGE,
-            format!(
-                "the request head is larger than {} bytes",
-                limits.max_header_bytes
-            ),
-        )));
-    }
-    let _in_flight = if HEALTH_PATHS.contains(&request.uri().path()) {
-        None
-    } else {
-        match admission.in_flight.try_acquire() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                metrics::refused(Refusal::Overloaded);
-                return Ok(problem_response::<P>(Problem::new(
-                    problem::OVERLOADED,
-                    "too many requests are in progress; retry after the given delay",
-                )));
-            }
-        }
-    };
-    let answer = async {
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-            return Ok(body_too_large::<P>());
-        }
-        let body = whole_body(request.take_body());
-        match tokio::time::timeout(limits.body_read_timeout, body).await {
-            Ok(Ok(bytes)) => request.set_body(Body::from(bytes)),
-            Ok(Err(ReadBodyError::PayloadTooLarge)) => {
-                return Ok(body_too_large::<P>());
-            }
-            Ok(Err(err)) => return Err(err.into()),
-            Err(_) => {
-                metrics::refused(Refusal::RequestTimeout);
-                let mut response = problem_response::<P>(Problem::new(
-                    problem::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body did not arrive within {} ms",
-                        limits.body_read_timeout.as_millis()
-                    ),
-                ));
-                // The rest of the body may still be on its way: the connection cannot
-                // carry another request.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return Ok(response);
-            }
-        }
-        endpoint
-            .call(request)
-            .await
-            .map(IntoResponse::into_response)
-    };
-    // The calls a request makes end a tenth of its deadline early, so that the handler
-    // still answers with what it knows (the order it recorded) before the cut below.
-    let inner_deadline = tokio::time::Instant::now() + limits.request_deadline.mul_f64(0.9);
-    let answer = crate::deadline::within(inner_deadline, answer);
-    match tokio::time::timeout(limits.request_deadline, answer).await {
-        Ok(answered) => answered,
-        Err(_) => {
-            metrics::refused(Refusal::DeadlineExceeded);
-            tracing::warn!(deadline = ?limits.request_deadline, "the request did not finish within its deadline");
-            Ok(problem_response::<P>(Problem::new(
-                problem::DEADLINE_EXCEEDED,
-                format!(
-                    "the request did not finish within {} ms; retry after the given delay",
-                    limits.request_deadline.as_millis()
-                ),
-            )))
-        }
-    }
 }
 
 /// All of a request's body, at most `MAX_BODY_BYTES` of it. Not poem's `into_bytes_limit`,
@@ -782,54 +814,6 @@ fn clipped(value: &str, max: usize) -> Cow<'_, str> {
         None => Cow::Borrowed(value),
         Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
     }
-}
-
-/// Gives the request an id (the caller's `X-Request-Id` when it has a safe form, a fresh one
-/// otherwise) and a span of the caller's trace (its `traceparent` when valid, a new trace
-/// otherwise); runs it in a log span that carries both, with both carried on to every
-/// storage call; echoes the request id, and logs one line with method, route, status and
-/// latency, and records the same in the request metrics. The method is the only field taken
-/// from the client as it came: it is cut to a few characters, and logged as a string value,
-/// which the text format quotes and escapes.
-async fn log_request<E: Endpoint>(
-    endpoint: Arc<E>,
-    request: Request,
-    routes: &RouteTable,
-) -> poem::Result<Response> {
-    let started = Instant::now();
-    let _in_flight = metrics::InFlight::enter();
-    let request_id = trace::request_id_from(request.headers());
-    let trace = TraceContext::continuing(Traceparent::from_headers(request.headers()));
-    let method = clipped(request.method().as_str(), MAX_LOGGED_METHOD_CHARS).into_owned();
-    let method_label = metrics::method_label(request.method());
-    let template = routes
-        .find(request.uri().path())
-        .map(|entry| entry.route.template);
-    let route = template.unwrap_or("-");
-    let (span, trace) = trace::request_span(&request_id, trace);
-    // A safe request id is visible ASCII, which a header value always takes.
-    let request_id_header = HeaderValue::from_str(&request_id).ok();
-    let context = RequestContext::new(trace, request_id_header.as_ref());
-    // Boxed here so that the rest of the request, the largest future of the stack, is moved
-    // once into the heap rather than with each wrapper and box around it.
-    let mut response = trace::within(context, Box::pin(endpoint.get_response(request)))
-        .instrument(span.clone())
-        .await;
-    let status = response.status().as_u16();
-    let latency = started.elapsed();
-    span.in_scope(|| {
-        tracing::info!(method = method.as_str(), route, status, ?latency, "request");
-    });
-    metrics::request_answered(
-        template.unwrap_or("unmatched"),
-        method_label,
-        status,
-        latency,
-    );
-    if let Some(value) = request_id_header {
-        response.headers_mut().insert(trace::REQUEST_ID, value);
-    }
-    Ok(response)
 }
 
 /// A bound, not yet running, server.
