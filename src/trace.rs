@@ -39,15 +39,48 @@ impl SpanId {
     }
 }
 
+impl TraceId {
+    /// The id as 32 lower-case hex digits.
+    fn hex(self) -> [u8; 32] {
+        let mut digits = [0; 32];
+        write_hex(&mut digits, self.0);
+        digits
+    }
+}
+
+impl SpanId {
+    /// The id as 16 lower-case hex digits.
+    fn hex(self) -> [u8; 16] {
+        let mut digits = [0; 16];
+        write_hex(&mut digits, self.0.into());
+        digits
+    }
+}
+
+/// Writes the low `digits.len()` hex digits of `value` into `digits`, in lower case, most
+/// significant first. By hand rather than with `{:032x}`: the formatter's padded hex of a
+/// `u128` cost a request about a thousand instructions, and every request writes three ids.
+fn write_hex(digits: &mut [u8], mut value: u128) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// Hex digits as text.
+fn hex_text(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).expect("hex digits are ASCII")
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        f.pad(hex_text(&self.hex()))
     }
 }
 
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        f.pad(hex_text(&self.hex()))
     }
 }
 
@@ -155,10 +188,18 @@ impl TraceContext {
         }
     }
 
-    /// The `traceparent` of a call made within this span: same trace, this span as parent.
-    pub fn traceparent(&self) -> String {
-        let flags = if self.sampled { SAMPLED } else { 0 };
-        format!("{VERSION}-{}-{}-{flags:02x}", self.trace_id, self.span_id)
+    /// The `traceparent` of a call made within this span, `00-<trace id>-<span id>-<flags>`:
+    /// same trace, this span as parent.
+    pub fn traceparent(&self) -> HeaderValue {
+        let mut value = [b'-'; 55];
+        value[..2].copy_from_slice(VERSION.as_bytes());
+        value[3..35].copy_from_slice(&self.trace_id.hex());
+        value[36..52].copy_from_slice(&self.span_id.hex());
+        write_hex(
+            &mut value[53..],
+            (if self.sampled { SAMPLED } else { 0 }).into(),
+        );
+        HeaderValue::from_bytes(&value).expect("a traceparent is hex digits and dashes")
     }
 }
 
@@ -211,12 +252,15 @@ pub fn exported(_: &tracing::Span, trace: TraceContext) -> TraceContext {
 pub fn request_span(request_id: &str, trace: TraceContext) -> (tracing::Span, TraceContext) {
     // Nothing is exported, so the ids are known before the span exists: given to it at once,
     // they cost the log layer one pass, where recording each afterwards costs one pass each.
+    // Given as text, which the layer copies, rather than as `Display` values it would format.
+    let (trace_id, span_id) = (trace.trace_id.hex(), trace.span_id.hex());
+    let parent_id = trace.parent_id.map(SpanId::hex);
     let span = tracing::info_span!(
         "request",
         request_id,
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id,
-        parent_id = trace.parent_id.map(tracing::field::display),
+        trace_id = hex_text(&trace_id),
+        span_id = hex_text(&span_id),
+        parent_id = parent_id.as_ref().map(|id| hex_text(id)),
     );
     (span, trace)
 }
@@ -252,14 +296,10 @@ impl RequestContext {
     /// served, a safe one (see [`is_safe_request_id`]), or none for work no request started.
     pub fn new(trace: TraceContext, request_id: Option<&HeaderValue>) -> Self {
         Self {
-            traceparent: traceparent_header(trace),
+            traceparent: trace.traceparent(),
             request_id: request_id.cloned(),
         }
     }
-}
-
-fn traceparent_header(trace: TraceContext) -> HeaderValue {
-    HeaderValue::from_str(&trace.traceparent()).expect("a traceparent is hex digits and dashes")
 }
 
 tokio::task_local! {
@@ -282,7 +322,7 @@ pub fn inject(headers: &mut HeaderMap) {
         }
     });
     if within_a_request.is_err() {
-        headers.insert(TRACEPARENT, traceparent_header(TraceContext::new_trace()));
+        headers.insert(TRACEPARENT, TraceContext::new_trace().traceparent());
     }
 }
 
@@ -399,14 +439,42 @@ mod tests {
         assert_eq!(span.parent_id, Some(caller.parent_id));
         assert_ne!(span.span_id, caller.parent_id);
         assert!(span.sampled);
-        let sent = Traceparent::parse(&span.traceparent()).unwrap();
+        let sent = Traceparent::from_headers(&sent_headers(span)).unwrap();
         assert_eq!(sent.trace_id, caller.trace_id);
         assert_eq!(sent.parent_id, span.span_id);
         assert_eq!(sent.flags, 0x01);
 
         let unsampled = Traceparent::parse(&VALID.replace("-01", "-00"));
         let span = TraceContext::continuing(unsampled);
-        assert!(span.traceparent().ends_with("-00"));
+        assert!(span.traceparent().to_str().unwrap().ends_with("-00"));
+    }
+
+    fn sent_headers(trace: TraceContext) -> HeaderMap {
+        HeaderMap::from_iter([(TRACEPARENT, trace.traceparent())])
+    }
+
+    #[test]
+    fn a_traceparent_is_written_in_lower_case_hex_with_its_leading_zeros() {
+        let trace = TraceContext {
+            trace_id: TraceId(0x0bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            span_id: SpanId(0x00f0_67aa_0ba9_02b7),
+            parent_id: None,
+            sampled: false,
+        };
+        assert_eq!(
+            trace.traceparent(),
+            "00-0bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        );
+        let sampled = TraceContext {
+            sampled: true,
+            ..trace
+        };
+        assert!(sampled.traceparent().to_str().unwrap().ends_with("-01"));
+        assert_eq!(
+            trace.trace_id.to_string(),
+            "0bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(format!("[{:>18}]", trace.span_id), "[  00f067aa0ba902b7]");
     }
 
     #[test]
@@ -417,7 +485,9 @@ mod tests {
         );
         assert_ne!(one.trace_id, two.trace_id);
         assert_eq!(one.parent_id, None);
-        assert!(Traceparent::parse(&one.traceparent()).is_some_and(|sent| sent.flags == 0x01));
+        assert!(
+            Traceparent::from_headers(&sent_headers(one)).is_some_and(|sent| sent.flags == 0x01)
+        );
     }
 
     #[tokio::test]
