@@ -14,7 +14,10 @@ use hyper_util::{
     client::legacy::{self, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
-use reqwest::{ResponseBuilderExt, StatusCode};
+use reqwest::{
+    ResponseBuilderExt, StatusCode,
+    header::{HOST, HeaderValue},
+};
 
 use super::http::{HttpStorageConfig, StorageToken};
 
@@ -68,7 +71,15 @@ impl Channel {
     pub async fn send(&self, request: reqwest::Request) -> reqwest::Result<reqwest::Response> {
         // The answer's URL is the request's: reqwest would otherwise parse a placeholder.
         let url = request.url().clone();
-        let request = hyper::Request::try_from(request)?;
+        let mut request = hyper::Request::try_from(request)?;
+        // hyper-util writes a missing Host header with `format!`; the URL's text holds it
+        // already, `host[:port]` without the default port, when it carries no credentials.
+        if url.username().is_empty()
+            && url.password().is_none()
+            && let Ok(host) = HeaderValue::from_str(url.authority())
+        {
+            request.headers_mut().entry(HOST).or_insert(host);
+        }
         let answer = match self.pool.request(request).await {
             Ok(answer) => {
                 let (head, body) = answer.into_parts();

@@ -1184,16 +1184,15 @@ mod tests {
     }
 
     /// A Storage Service that reads each request's head and writes `answer`, then closes the
-    /// connection; it counts the requests it took.
-    async fn answering_with(answer: &'static [u8]) -> (u16, Arc<std::sync::atomic::AtomicU32>) {
+    /// connection; it keeps the heads it read, one a request.
+    async fn answering_with(answer: &'static [u8]) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let counted = requests.clone();
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = heads.clone();
         tokio::spawn(async move {
             while let Ok((mut connection, _)) = listener.accept().await {
-                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut head = Vec::new();
                 let mut buffer = [0; 1024];
                 while !head.windows(4).any(|end| end == b"\r\n\r\n") {
@@ -1202,10 +1201,33 @@ mod tests {
                         Ok(read) => head.extend_from_slice(&buffer[..read]),
                     }
                 }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
                 let _ = connection.write_all(answer).await;
             }
         });
-        (port, requests)
+        (port, heads)
+    }
+
+    #[tokio::test]
+    async fn a_request_names_the_host_and_port_of_the_base_url_and_never_its_credentials() {
+        const EMPTY: &[u8] = b"HTTP/1.1 418 I'm a teapot\r\ncontent-length: 0\r\n\r\n";
+        let (port, heads) = answering_with(EMPTY).await;
+        let _ = storage_at(port, 1).order(OrderId(uuid::Uuid::nil())).await;
+        let config = HttpStorageConfig::default();
+        let with_credentials =
+            HttpStorage::new(&format!("http://user:secret@127.0.0.1:{port}"), config).unwrap();
+        let _ = with_credentials.order(OrderId(uuid::Uuid::nil())).await;
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 2);
+        for head in heads.iter() {
+            let hosts: Vec<&str> = head
+                .lines()
+                .filter(|line| line.to_ascii_lowercase().starts_with("host:"))
+                .collect();
+            assert_eq!(hosts, [format!("host: 127.0.0.1:{port}")], "{head}");
+        }
     }
 
     #[tokio::test]
@@ -1231,14 +1253,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_unanswered_is_unavailable_and_tried_again() {
-        let (port, requests) = answering_with(b"").await;
+        let (port, heads) = answering_with(b"").await;
         let err = storage_at(port, 2)
             .order(OrderId(uuid::Uuid::nil()))
             .await
             .unwrap_err();
         assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
         assert!(chain(&err).contains("no answer from the Storage Service"));
-        assert_eq!(requests.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(heads.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
