@@ -218,7 +218,7 @@ struct Timed {
 struct TimedSeries<K> {
     counter: &'static str,
     histogram: &'static str,
-    handles: Mutex<HashMap<K, Timed>>,
+    handles: Mutex<HashMap<K, Timed, foldhash::fast::RandomState>>,
 }
 
 impl<K: Copy + Eq + Hash> TimedSeries<K> {
@@ -226,7 +226,7 @@ impl<K: Copy + Eq + Hash> TimedSeries<K> {
         Self {
             counter,
             histogram,
-            handles: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::default()),
         }
     }
 
