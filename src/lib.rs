@@ -2,6 +2,7 @@
 //! Service and takes the stock.
 
 pub mod access;
+pub mod allocator;
 pub mod config;
 pub mod deadline;
 pub mod domain;

@@ -779,7 +779,12 @@ async fn order_through_a_protected_storage_service(
         ORDER_PROCESSOR,
         dir.path(),
         &[("STORAGE_SERVICE_TOKEN_FILE", token_file_text)],
-        &[("STORAGE_SERVICE_URL", storage.url())],
+        // The recovery task's first scan, at a random moment of its period, would be one
+        // more call with the token, and one more refusal to count.
+        &[
+            ("STORAGE_SERVICE_URL", storage.url()),
+            ("RECOVERY_PERIOD", "1h"),
+        ],
     );
     let response = reqwest::Client::new()
         .post(format!("{}/orders", order_processor.url()))

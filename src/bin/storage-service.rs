@@ -75,9 +75,9 @@ impl Settings {
     }
 }
 
-/// The Order Processor's allocator, for the same reason (see `src/main.rs`).
+/// The Order Processor's allocator (see `order_processor::allocator`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: order_processor::allocator::Mimalloc = order_processor::allocator::Mimalloc;
 
 fn main() -> ExitCode {
     metrics::install_in_background();

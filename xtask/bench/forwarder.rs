@@ -21,9 +21,10 @@ use order_processor::storage::http::Channel;
 
 type Body = Full<Bytes>;
 
-/// The services' allocator (see `src/main.rs`), so that the floor is that of the same stack.
+/// The services' allocator (see `order_processor::allocator`), so that the floor is that of
+/// the same stack.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: order_processor::allocator::Mimalloc = order_processor::allocator::Mimalloc;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
