@@ -11,7 +11,7 @@
 //! instructions a call. The pool here is a list of idle connections, searched from the most
 //! recently used, and an answer's body gives its connection back when it has been read to its
 //! end. Under callgrind, the bench's bare forwarder spent 69.7 k instructions a `GET` through
-//! reqwest and 45.9 k through hyper-util's pool.
+//! reqwest, 45.9 k through hyper-util's pool and 35.6 k through this one.
 
 use std::{
     io,
