@@ -16,7 +16,10 @@
 use std::{
     io,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
@@ -58,7 +61,7 @@ impl Channel {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.pool_idle_timeout,
             max_idle: config.pool_max_idle_per_host,
-            sweeping: std::sync::Once::new(),
+            sweeping: AtomicBool::new(false),
         };
         Self {
             pool: Arc::new(pool),
@@ -120,9 +123,9 @@ struct Pool {
     idle_timeout: Duration,
     /// Idle connections kept; one given back beyond them is closed.
     max_idle: usize,
-    /// Starts the task that closes the connections left idle too long, on the first one
-    /// given back: a pool is made outside any runtime, and most never keep a connection.
-    sweeping: std::sync::Once,
+    /// Whether the task that closes the connections left idle too long runs. It starts with
+    /// the first connection given back on a Tokio runtime: a pool is made outside any.
+    sweeping: AtomicBool,
 }
 
 /// A connection, and the `host[:port]` of the URLs it serves, as the URL's text has it.
@@ -233,14 +236,16 @@ impl Pool {
             });
         }
         drop(idle);
-        self.sweeping.call_once(|| {
-            let period = self.idle_timeout;
-            tokio::spawn(periodic::while_alive(
+        if !self.sweeping.load(Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && !self.sweeping.swap(true, Ordering::AcqRel)
+        {
+            runtime.spawn(periodic::while_alive(
                 Arc::downgrade(self),
-                period,
+                self.idle_timeout,
                 Self::drop_expired,
             ));
-        });
+        }
     }
 
     /// Closes the connections idle for longer than `idle_timeout`, and forgets those the
@@ -369,7 +374,7 @@ impl Unanswered {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -386,6 +391,8 @@ mod tests {
         CloseAfterAnswer,
         /// Sends the head and the start of a body longer than it, then waits.
         CutShort,
+        /// Answers each with no body, and keeps the connection open.
+        Empty,
     }
 
     /// A server on loopback that serves its `n`th connection as `serving(n)`: its port, the
@@ -420,6 +427,10 @@ mod tests {
                             }
                             Serving::CutShort => stream
                                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok")
+                                .await
+                                .unwrap(),
+                            Serving::Empty => stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                                 .await
                                 .unwrap(),
                         }
@@ -526,5 +537,21 @@ mod tests {
         assert_eq!(channel.pool.idle().len(), 1);
         assert_eq!(read(&channel, port).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_answer_dropped_outside_any_runtime_gives_its_connection_back() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = Channel::default();
+        let answer = runtime.block_on(async {
+            let (port, _, _) = server(|_| Serving::Empty).await;
+            channel.send(get(port)).await.unwrap()
+        });
+        // Read to its end as it came, with no body; the upkeep task cannot start here.
+        drop(answer);
+        assert_eq!(channel.pool.idle().len(), 1);
     }
 }
