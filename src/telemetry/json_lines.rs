@@ -7,7 +7,7 @@
 //! `serde_json::Value` before writing it: 17 k instructions a line, where this layer writes
 //! each value as it is visited, through serde_json's escaping, into one buffer per thread.
 
-use std::{cell::RefCell, fmt, io::Write};
+use std::{cell::RefCell, fmt, io::Write, ops::Range};
 
 use tracing::{
     Event, Subscriber,
@@ -38,44 +38,76 @@ impl<W> JsonLines<W> {
     }
 }
 
-/// A span's fields as JSON members, kept in the span for every line logged in it. A field
-/// recorded again replaces its value.
-#[derive(Default)]
-struct SpanFields(Vec<(&'static str, Vec<u8>)>);
+/// A span's fields as JSON members, kept in the span for every line logged in it: one buffer
+/// of `,"name":value` members, which a line copies whole, rather than a buffer a field, each
+/// grown as serde_json wrote into it (a dozen allocations a request's span). A field recorded
+/// again replaces its value where it stood.
+struct SpanFields {
+    json: Vec<u8>,
+    /// Each field's name, and where its member lies in `json`.
+    members: Vec<(&'static str, Range<usize>)>,
+}
+
+impl Default for SpanFields {
+    fn default() -> Self {
+        // Room for a request's span: its request id and three trace ids.
+        Self {
+            json: Vec::with_capacity(SPAN_FIELDS_CAPACITY),
+            members: Vec::with_capacity(4),
+        }
+    }
+}
+
+/// The bytes a span's fields take before their buffer grows.
+const SPAN_FIELDS_CAPACITY: usize = 192;
 
 impl Visit for SpanFields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut json = Vec::new();
-        write_debug(&mut json, value);
-        self.set(field.name(), json);
+        self.set(field.name(), |json| write_debug(json, value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.set(field.name(), to_json(value));
+        self.set(field.name(), |json| write_json(json, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field.name(), to_json(&value));
+        self.set(field.name(), |json| write_json(json, &value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(field.name(), to_json(&value));
+        self.set(field.name(), |json| write_json(json, &value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.set(field.name(), to_json(&value));
+        self.set(field.name(), |json| write_json(json, &value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.set(field.name(), to_json(&value));
+        self.set(field.name(), |json| write_json(json, &value));
     }
 }
 
 impl SpanFields {
-    fn set(&mut self, name: &'static str, json: Vec<u8>) {
-        match self.0.iter_mut().find(|(kept, _)| *kept == name) {
-            Some((_, kept)) => *kept = json,
-            None => self.0.push((name, json)),
+    /// Writes the member of `name` with the value that `write` writes, in place of the one it
+    /// had, if any.
+    fn set(&mut self, name: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.json.len();
+        self.json.push(b',');
+        write_json(&mut self.json, name);
+        self.json.push(b':');
+        write(&mut self.json);
+        let Some(index) = self.members.iter().position(|(kept, _)| *kept == name) else {
+            self.members.push((name, start..self.json.len()));
+            return;
+        };
+        // The new member, written at the end, takes the old one's place.
+        let new_len = self.json.len() - start;
+        let old = self.members[index].1.clone();
+        self.json.drain(old.clone());
+        self.json[old.start..].rotate_right(new_len);
+        self.members[index].1 = old.start..old.start + new_len;
+        for (_, later) in &mut self.members[index + 1..] {
+            *later = later.start - old.len() + new_len..later.end - old.len() + new_len;
         }
     }
 }
@@ -137,12 +169,6 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(out, value);
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut json = Vec::new();
-    write_json(&mut json, value);
-    json
-}
-
 /// A value's `Debug` text (for `%` fields, their `Display` text) as a JSON string.
 fn write_debug(out: &mut Vec<u8>, value: &dyn fmt::Debug) {
     use serde::Serializer;
@@ -197,12 +223,7 @@ where
             line.extend_from_slice(b",\"span\":{\"name\":");
             write_json(line, span.name());
             if let Some(fields) = span.extensions().get::<SpanFields>() {
-                for (name, json) in &fields.0 {
-                    line.push(b',');
-                    write_json(line, name);
-                    line.push(b':');
-                    line.extend_from_slice(json);
-                }
+                line.extend_from_slice(&fields.json);
             }
             line.push(b'}');
         }
@@ -345,18 +366,35 @@ mod tests {
     #[test]
     fn a_field_recorded_into_the_span_later_is_on_the_lines_after_once() {
         let lines = lines(|| {
-            let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
+            let span = tracing::info_span!(
+                "request",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                user = "u-1"
+            );
             let _entered = span.enter();
             tracing::info!("before");
-            span.record("trace_id", "first");
+            span.record("trace_id", "first, and longer than the next");
+            span.record("span_id", 7);
             span.record("trace_id", "second");
             tracing::info!("after");
+            span.record("span_id", "eight");
+            tracing::info!("last");
         });
-        assert_eq!(lines[0]["span"], serde_json::json!({ "name": "request" }));
+        assert_eq!(
+            lines[0]["span"],
+            serde_json::json!({ "name": "request", "user": "u-1" })
+        );
         assert_eq!(
             lines[1]["span"],
-            serde_json::json!({ "name": "request", "trace_id": "second" })
+            serde_json::json!({ "name": "request", "user": "u-1", "trace_id": "second", "span_id": 7 })
         );
+        assert_eq!(
+            lines[2]["span"],
+            serde_json::json!({ "name": "request", "user": "u-1", "trace_id": "second", "span_id": "eight" })
+        );
+        let keys: Vec<&String> = lines[2]["span"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "user", "trace_id", "span_id"]);
     }
 
     #[test]
