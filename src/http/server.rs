@@ -162,8 +162,8 @@ where
 /// as a Problem; the bearer tokens ([`Middleware::authorize`]); the declared headers
 /// ([`invalid_header`]); every error of `inner` answered as a Problem ([`error_response`]).
 /// One endpoint rather than a stack of poem's `around` layers: each layer held the future of
-/// the next and moved it again, and looked the route up again, which cost an order about a
-/// tenth of its instructions.
+/// the next and moved it again, and three looked the route up again, several thousand
+/// instructions a request.
 struct Middleware<E, P> {
     inner: E,
     routes: RouteTable,
