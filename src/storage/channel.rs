@@ -287,7 +287,7 @@ async fn open(url: &Url, port: u16) -> io::Result<TcpStream> {
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum Failure {
+enum Failure {
     #[error("the URL names no port")]
     NoPort,
     #[error("cannot connect")]
