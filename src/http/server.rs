@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited, combinators::BoxBody};
 use poem::{
-    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+    Body, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     error::ReadBodyError,
     http::{HeaderValue, Method, StatusCode, header},
 };
@@ -150,22 +150,26 @@ where
     metrics::handle();
     let spec = api.spec();
     Middleware {
-        inner: docs::<T>(spec, document_additions).nest("/", api),
+        api: api.into_endpoint(),
+        docs: docs::<T>(spec, document_additions),
         routes: RouteTable::new(routes),
         problem: PhantomData::<fn() -> P>,
     }
 }
 
-/// The shared middleware around the routes `inner`, in the order it takes a request:
+/// The shared middleware around the routes `api` and `docs`, in the order it takes a request:
 /// `GET /metrics` ([`serve_metrics`]); the request id, trace, access log and request metrics
 /// ([`Middleware::log_request`]); the server's limits ([`Middleware::admit`]); a panic answered
 /// as a Problem; the bearer tokens ([`Middleware::authorize`]); the declared headers
-/// ([`invalid_header`]); every error of `inner` answered as a Problem ([`error_response`]).
+/// ([`invalid_header`]); every error of the routes answered as a Problem ([`error_response`]).
 /// One endpoint rather than a stack of poem's `around` layers: each layer held the future of
 /// the next and moved it again, and three looked the route up again, several thousand
 /// instructions a request.
 struct Middleware<E, P> {
-    inner: E,
+    api: E,
+    /// Taken by the docs' paths exactly, everything else going to `api`: a poem `Route` over
+    /// both would match each path twice and rewrite each API request's URI for the nesting.
+    docs: Route,
     routes: RouteTable,
     problem: PhantomData<fn() -> P>,
 }
@@ -377,8 +381,17 @@ impl<E: Endpoint, P: From<Problem> + ToJSON> Middleware<E, P> {
         if let Some(problem) = route.and_then(|entry| invalid_header(entry, &request)) {
             return problem_response::<P>(problem);
         }
-        match self.inner.call(request).await {
-            Ok(answer) => answer.into_response(),
+        let path = request.uri().path();
+        let answer = if DOCS_ROUTES.iter().any(|docs| docs.template == path) {
+            self.docs.call(request).await
+        } else {
+            self.api
+                .call(request)
+                .await
+                .map(IntoResponse::into_response)
+        };
+        match answer {
+            Ok(answer) => answer,
             Err(err) => error_response::<P>(&err, route),
         }
     }

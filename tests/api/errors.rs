@@ -145,8 +145,11 @@ async fn an_invalid_idempotency_key_is_refused_with_400(backend: Backend) {
 
 async fn an_unknown_route_answers_404_as_a_problem(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = problem(app.get("/no/such/route").await, 404).await;
-    assert_eq!(body["type"], "/problems/not-found");
+    // Below the docs' paths too: those take their own paths only.
+    for path in ["/no/such/route", "/docs/index.html", "/openapi.json/x"] {
+        let body = problem(app.get(path).await, 404).await;
+        assert_eq!(body["type"], "/problems/not-found", "{path}");
+    }
 }
 
 async fn a_wrong_method_answers_405_with_allow(backend: Backend) {
