@@ -176,6 +176,46 @@ fn write_debug(out: &mut Vec<u8>, value: &dyn fmt::Debug) {
     let _ = serializer.collect_str(&format_args!("{value:?}"));
 }
 
+/// Writes `time` as chrono's `to_rfc3339_opts(SecondsFormat::Micros, true)` does,
+/// `2026-12-07T19:10:50.123456Z`, digit by digit: chrono's writer goes through `fmt` into a
+/// `String` of its own, a thousand instructions a line.
+fn write_timestamp(out: &mut Vec<u8>, time: chrono::DateTime<chrono::Utc>) {
+    use chrono::{Datelike, Timelike};
+    let Ok(year @ 0..=9999) = u32::try_from(time.year()) else {
+        let text = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        out.extend_from_slice(text.as_bytes());
+        return;
+    };
+    // A leap second's nanoseconds run past a billion; chrono writes it as second 60.
+    let (second, nanosecond) = match time.nanosecond() {
+        leap @ 1_000_000_000.. => (time.second() + 1, leap - 1_000_000_000),
+        nanosecond => (time.second(), nanosecond),
+    };
+    let parts = [
+        (year, 4, b'-'),
+        (time.month(), 2, b'-'),
+        (time.day(), 2, b'T'),
+        (time.hour(), 2, b':'),
+        (time.minute(), 2, b':'),
+        (second, 2, b'.'),
+        (nanosecond / 1_000, 6, b'Z'),
+    ];
+    for (value, width, separator) in parts {
+        write_digits(out, value, width);
+        out.push(separator);
+    }
+}
+
+/// Writes the last `width` decimal digits of `value`, with leading zeros.
+fn write_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for digit in out[start..].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
 impl<S, W> Layer<S> for JsonLines<W>
 where
     S: Subscriber + for<'lookup> LookupSpan<'lookup>,
@@ -228,8 +268,7 @@ where
             line.push(b'}');
         }
         line.extend_from_slice(b",\"timestamp\":\"");
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        line.extend_from_slice(now.as_bytes());
+        write_timestamp(line, chrono::Utc::now());
         line.push(b'"');
         event.record(&mut EventFields(line));
         line.extend_from_slice(b"}\n");
@@ -423,6 +462,38 @@ mod tests {
             lines[0].as_object().unwrap().keys().collect::<Vec<_>>(),
             ["level", "timestamp", "message"]
         );
+    }
+
+    #[test]
+    fn a_timestamp_is_written_as_chrono_writes_it() {
+        use chrono::{NaiveDate, TimeZone, Utc};
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let times = [
+            Utc.timestamp_opt(0, 0).unwrap(),
+            Utc.timestamp_opt(1_796_670_650, 123_456_789).unwrap(),
+            Utc.from_utc_datetime(
+                &date(2026, 12, 31)
+                    .and_hms_nano_opt(23, 59, 59, 999_999_999)
+                    .unwrap(),
+            ),
+            Utc.from_utc_datetime(
+                &date(2016, 12, 31)
+                    .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+                    .unwrap(),
+            ),
+            Utc.from_utc_datetime(&date(9, 2, 3).and_hms_micro_opt(4, 5, 6, 7).unwrap()),
+            Utc.from_utc_datetime(&date(-1, 1, 1).and_hms_opt(0, 0, 0).unwrap()),
+            Utc.from_utc_datetime(&date(10_000, 1, 1).and_hms_opt(0, 0, 0).unwrap()),
+            Utc::now(),
+        ];
+        for time in times {
+            let mut written = Vec::new();
+            write_timestamp(&mut written, time);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            );
+        }
     }
 
     /// A value that logs while it is being formatted.
