@@ -736,8 +736,8 @@ fn order_from(order: types::Order) -> StorageResult<Order> {
         unit_price,
         total_price,
         currency: Currency::parse(&order.currency).map_err(invalid)?,
-        created_at: order.created_at,
-        updated_at: order.updated_at,
+        created_at: order.created_at.into(),
+        updated_at: order.updated_at.into(),
     })
 }
 

@@ -9,3 +9,4 @@ pub mod resilience;
 mod rules;
 mod sql;
 pub mod sqlite;
+pub mod timestamp;
