@@ -501,6 +501,46 @@ async fn an_idle_keep_alive_connection_lasts_its_idle_timeout_not_the_header_tim
 }
 
 #[tokio::test]
+async fn a_request_may_outlast_the_header_timeout_and_a_head_after_an_idle_spell_is_cut_at_its_own()
+{
+    let _shared = MACHINE.read().await;
+    let storage = HangingStorage::start().await;
+    let header_read_timeout = Duration::from_millis(200);
+    let request_deadline = Duration::from_millis(800);
+    let idle_timeout = Duration::from_secs(5);
+    let server = order_processor(
+        ServerLimits {
+            header_read_timeout,
+            request_deadline,
+            idle_timeout,
+            ..ServerLimits::default()
+        },
+        &storage.url,
+    )
+    .await;
+
+    // Four header timeouts in the application: answered, on a connection kept open.
+    let mut stream = send(&address(&server.url()), &post_order()).await;
+    let response = answer(&mut stream, request_deadline * 5).await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("connection"), None);
+    // Idle past the header timeout, then half a head: closed at the head's deadline, long
+    // before the idle one.
+    tokio::time::sleep(header_read_timeout * 2).await;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    let head_started = Instant::now();
+    assert!(closed_within(&mut stream, idle_timeout / 2).await);
+    assert!(
+        head_started.elapsed() >= header_read_timeout,
+        "{:?}",
+        head_started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn past_the_bound_on_connections_a_new_one_takes_the_place_of_the_oldest_silent_one() {
     let _shared = MACHINE.read().await;
     let (server, _dir) = storage_service(ServerLimits {

@@ -39,7 +39,7 @@ use poem::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Notify, watch},
+    sync::Notify,
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -141,8 +141,20 @@ enum Phase {
 struct Connection {
     id: u64,
     peer: SocketAddr,
-    phase: watch::Sender<Phase>,
+    /// Set by the connection's task up to three times a request; read by its watchdog
+    /// ([`stalled`]) when that wakes, and by [`OpenConnections::admit`].
+    phase: Mutex<Phase>,
     evicted: Notify,
+}
+
+impl Connection {
+    fn phase(&self) -> Phase {
+        *self.phase.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase;
+    }
 }
 
 /// The open connections, oldest first, and the bound on their number.
@@ -169,7 +181,7 @@ impl OpenConnections {
         if open.len() >= self.max {
             let oldest_silent = open
                 .iter()
-                .find(|(_, connection)| *connection.phase.borrow() != Phase::Request)
+                .find(|(_, connection)| connection.phase() != Phase::Request)
                 .map(|(id, _)| *id)?;
             if let Some(evicted) = open.remove(&oldest_silent) {
                 evicted.evicted.notify_one();
@@ -178,7 +190,7 @@ impl OpenConnections {
         let connection = Arc::new(Connection {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             peer,
-            phase: watch::Sender::new(Phase::Head(Instant::now())),
+            phase: Mutex::new(Phase::Head(Instant::now())),
             evicted: Notify::new(),
         });
         open.insert(connection.id, connection.clone());
@@ -316,23 +328,28 @@ async fn serve_connection(
 }
 
 /// Completes when the connection has been silent too long for its phase.
+///
+/// It is not told when the phase changes, which would wake it three times a request: it
+/// looks at the phase when it wakes. It sleeps until the deadline of the phase it sees, but
+/// never longer than `header_read_timeout`. A head that starts while it sleeps has a
+/// deadline at least that far off, so it wakes before it; the deadline of an idle period
+/// that starts meanwhile lies later still.
 async fn stalled(connection: &Connection, limits: &ServerLimits) -> Ended {
-    let mut phase = connection.phase.subscribe();
     loop {
-        let current = *phase.borrow_and_update();
-        let (until, ended) = match current {
-            Phase::Request => {
-                // The sender lives as long as `connection`: this never fails.
-                let _ = phase.changed().await;
-                continue;
-            }
-            Phase::Head(since) => (since + limits.header_read_timeout, Ended::HeadTimeout),
-            Phase::Idle(since) => (since + limits.idle_timeout, Ended::IdleTimeout),
+        let now = Instant::now();
+        let deadline = match connection.phase() {
+            Phase::Head(since) => Some((since + limits.header_read_timeout, Ended::HeadTimeout)),
+            Phase::Idle(since) => Some((since + limits.idle_timeout, Ended::IdleTimeout)),
+            Phase::Request => None,
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(until.into()) => return ended,
-            _ = phase.changed() => {}
+        let mut wake = now + limits.header_read_timeout;
+        if let Some((until, ended)) = deadline {
+            if until <= now {
+                return ended;
+            }
+            wake = wake.min(until);
         }
+        tokio::time::sleep_until(wake.into()).await;
     }
 }
 
@@ -341,14 +358,14 @@ struct InRequest(Arc<Connection>);
 
 impl InRequest {
     fn enter(connection: Arc<Connection>) -> Self {
-        connection.phase.send_replace(Phase::Request);
+        connection.set_phase(Phase::Request);
         Self(connection)
     }
 }
 
 impl Drop for InRequest {
     fn drop(&mut self) {
-        self.0.phase.send_replace(Phase::Idle(Instant::now()));
+        self.0.set_phase(Phase::Idle(Instant::now()));
     }
 }
 
@@ -368,13 +385,14 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.connection.phase.send_if_modified(|phase| match phase {
-                Phase::Idle(_) => {
-                    *phase = Phase::Head(Instant::now());
-                    true
-                }
-                Phase::Head(_) | Phase::Request => false,
-            });
+            let mut phase = self
+                .connection
+                .phase
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Phase::Idle(_) = *phase {
+                *phase = Phase::Head(Instant::now());
+            }
         }
         polled
     }
