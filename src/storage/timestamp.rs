@@ -3,9 +3,9 @@
 //!
 //! chrono's serde reads a date-time with its relaxed RFC 3339 parser, about 1,800
 //! instructions each, and every record the Storage Service answers carries two. What the
-//! service writes, `2026-11-24T10:15:30.123456Z`, is read here field by field in a tenth of
-//! that; any other text goes to chrono's parser, so that what is accepted, and the error for
-//! what is not, stay chrono's.
+//! service writes, `2026-11-24T10:15:30.123456Z`, is read here field by field in about a
+//! quarter of that; any other text goes to chrono's parser, so that what is accepted, and the
+//! error for what is not, stay chrono's.
 
 use std::{fmt, ops::Range, str::FromStr};
 

@@ -178,7 +178,7 @@ fn write_debug(out: &mut Vec<u8>, value: &dyn fmt::Debug) {
 
 /// Writes `time` as chrono's `to_rfc3339_opts(SecondsFormat::Micros, true)` does,
 /// `2026-12-07T19:10:50.123456Z`, digit by digit: chrono's writer goes through `fmt` into a
-/// `String` of its own, a thousand instructions a line.
+/// `String` of its own for every line.
 fn write_timestamp(out: &mut Vec<u8>, time: chrono::DateTime<chrono::Utc>) {
     use chrono::{Datelike, Timelike};
     let Ok(year @ 0..=9999) = u32::try_from(time.year()) else {
